@@ -1,0 +1,1 @@
+"""Datasets: the embedded SynthFaces testbed and loaders for real datasets in native formats."""
