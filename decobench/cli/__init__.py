@@ -1,0 +1,1 @@
+"""The ``decobench`` command line."""

@@ -1,0 +1,58 @@
+"""Entry point: ``decobench <command>``. Known failures print one clear line and exit 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from decobench import __version__
+from decobench.cli.data_cmd import data
+from decobench.cli.list_cmd import list_cmd
+from decobench.cli.splits_cmd import splits
+from decobench.data.base import DatasetError
+from decobench.registry import RegistryError
+from decobench.splits import SplitError
+
+USER_ERRORS = (DatasetError, RegistryError, SplitError, FileNotFoundError, ValueError)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="decobench")
+def cli():
+    """decobench: benchmark privacy-preserving face-data release (DECO-Bench style).
+
+    \b
+    Examples:
+      decobench list datasets
+      decobench data summary --dataset synthfaces-a
+      decobench data preview --dataset synthfaces-a --out preview.png
+      decobench splits verify --dataset synthfaces-a
+      decobench data summary --dataset fairface --root ~/data/fairface --json
+    """
+
+
+cli.add_command(list_cmd)
+cli.add_command(data)
+cli.add_command(splits)
+
+
+def main(argv=None) -> int:
+    try:
+        cli.main(args=argv, prog_name="decobench", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except USER_ERRORS as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The embedded SynthFaces domains as registered datasets."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from decobench.data.base import FaceDataset
+from decobench.data.synthfaces.population import DOMAINS, Population, build_population
+from decobench.data.synthfaces.render import render_faces, render_nonfaces
+from decobench.registry import datasets
+
+
+@lru_cache(maxsize=4)
+def _population(domain: str) -> Population:
+    return build_population(DOMAINS[domain])
+
+
+class SynthFaces(FaceDataset):
+    """Procedural faces rendered on demand from a seeded population (no files, no root)."""
+
+    domain = "synthfaces-a"
+    strat_columns = ("race_orig", "gender_orig", "age_orig")
+    layout = "(embedded: generated from the package, no folder needed)"
+
+    def __init__(self, root=None) -> None:
+        super().__init__()
+        self.population = _population(self.domain)
+        self.config = self.population.config
+        self.name = self.domain
+        self.records = self.population.labels
+
+    def load_images(self, image_ids, size: int = 64) -> np.ndarray:
+        return render_faces(self.population, self.index_of(image_ids), size)[0]
+
+    def render(self, indices, size: int = 64):
+        """Images and 5-point landmarks [N, 5, 2] (pixels) by row index."""
+        return render_faces(self.population, indices, size)
+
+    def nonface_patches(self, n: int, seed: int = 0, size: int = 64) -> np.ndarray:
+        """Non-face patches (same colour/texture statistics, no facial layout) for detection tasks."""
+        return render_nonfaces(n, seed=seed + self.config.seed, size=size)
+
+
+@datasets.register("synthfaces-a")
+class SynthFacesA(SynthFaces):
+    """Embedded FairFace stand-in: 60,000 faces of 4,000 identities, 7 original race labels, web-photo style."""
+
+    domain = "synthfaces-a"
+
+
+@datasets.register("synthfaces-b")
+class SynthFacesB(SynthFaces):
+    """Embedded UTKFace stand-in: 60,000 faces of 4,000 identities, ages in years, frontal studio style."""
+
+    domain = "synthfaces-b"
