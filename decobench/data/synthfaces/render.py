@@ -287,7 +287,8 @@ def render_nonfaces(n: int, seed: int, size: int = 64) -> np.ndarray:
     smooth, noise = _banks(size)
     rng = np.random.default_rng(seed)
     g = ((np.arange(size) + 0.5) / size * 2 - 1).astype(np.float32)
-    U, V = g[None, None, :], g[None, :, None]
+    V, U = np.meshgrid(g, g, indexing="ij")
+    U, V = U[None], V[None]
     t = np.clip(0.5 + 0.5 * smooth[rng.integers(0, 64, n)], 0, 1)
     a, b = rng.uniform(30, 225, (2, n, 3))
     img = np.stack([_col(a[:, k]) + _col(b[:, k] - a[:, k]) * t for k in range(3)])

@@ -1,0 +1,1 @@
+"""Evaluators: attribute classifiers (privacy/utility CLS) and, later, FID and attacks."""

@@ -1,0 +1,124 @@
+"""DECO-Bench's attribute-classifier protocol: ResNet18 from scratch, early stopping on a held-out split.
+
+Paper profile (appendix A.3): SGD lr 0.1, momentum 0.9, weight decay 5e-4, exponential LR decay
+gamma 0.9, up to 100 epochs, stop after 20 epochs without a validation-loss improvement > 0.01,
+batch 128, 128x128 images. The CPU profiles keep the optimiser and the stopping rule and scale the
+image size, the epoch budget and the patience down; every figure reported says which profile.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    image_size: int = 128
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    gamma: float = 0.9
+    max_epochs: int = 100
+    patience: int = 20
+    min_delta: float = 0.01
+    max_train_images: int | None = None  # None: the whole training split
+    augment_flip: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES = {
+    "paper": ClassifierConfig(),
+    # about DECO-Bench FairFace G size (6K images) at 32 px: ~10 minutes for three attributes on 2 cores
+    "embedded": ClassifierConfig(image_size=32, max_epochs=20, patience=5, max_train_images=6000),
+    "quick": ClassifierConfig(image_size=32, max_epochs=4, patience=2, max_train_images=1500),
+}
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 [N,H,W,3] -> float [N,3,size,size] in [-1, 1] (area-downsampled when smaller)."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="area" if x.shape[-1] > size else "bilinear",
+                          align_corners=None if x.shape[-1] > size else False)
+    return x.contiguous()
+
+
+def resnet18(n_classes: int) -> torch.nn.Module:
+    return torchvision.models.resnet18(weights=None, num_classes=n_classes)
+
+
+def _evaluate(model, x, y, batch):
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch * 2):
+            out = model(x[i:i + batch * 2])
+            loss += F.cross_entropy(out, y[i:i + batch * 2], reduction="sum").item()
+            correct += (out.argmax(1) == y[i:i + batch * 2]).sum().item()
+    return loss / len(x), correct / len(x)
+
+
+def train_classifier(x_train, y_train, x_val, y_val, n_classes: int, cfg: ClassifierConfig,
+                     seed: int = 0, desc: str = "classifier", device: str = "cpu"):
+    """Train a ResNet18 from scratch; returns (best model by validation loss, history)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if cfg.max_train_images and len(x_train) > cfg.max_train_images:
+        keep = torch.randperm(len(x_train), generator=g)[:cfg.max_train_images]
+        x_train, y_train = x_train[keep], y_train[keep]
+    model = resnet18(n_classes).to(device)
+    x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    best, best_state, since, history = math.inf, None, 0, []
+    bar = tqdm(range(cfg.max_epochs), desc=desc, unit="epoch", leave=False)
+    for epoch in bar:
+        model.train()
+        perm = torch.randperm(len(x_train), generator=g)
+        for i in range(0, len(perm), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            xb = x_train[idx]
+            if cfg.augment_flip:
+                flip = torch.rand(len(idx), generator=g) < 0.5
+                xb = torch.where(flip[:, None, None, None].to(device), xb.flip(-1), xb)
+            loss = F.cross_entropy(model(xb), y_train[idx])
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"{desc}: loss became {loss.item()} at epoch {epoch}; "
+                                         f"lower the learning rate (config lr={cfg.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+        val_loss, val_acc = _evaluate(model, x_val, y_val, cfg.batch_size)
+        history.append({"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc})
+        bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        if val_loss < best - cfg.min_delta:
+            best, best_state, since = val_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            since += 1
+            if since >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model, history
+
+
+def accuracy(model, x, y, batch: int = 256) -> float:
+    return _evaluate(model, x, y, batch)[1]

@@ -1,0 +1,63 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from decobench.cli.main import cli, main
+
+COMMANDS = [[], ["list"], ["data"], ["data", "summary"], ["data", "preview"], ["splits"], ["splits", "build"],
+            ["splits", "verify"], ["splits", "show"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "top")
+def test_help_everywhere(cmd):
+    res = CliRunner().invoke(cli, cmd + ["--help"])
+    assert res.exit_code == 0 and "Usage:" in res.output
+    if cmd and cmd[-1] in ("summary", "preview", "build", "verify", "show", "list"):
+        assert "Example" in res.output
+
+
+@pytest.mark.parametrize("kind", ["methods", "attacks", "datasets", "setups"])
+def test_list(kind):
+    res = CliRunner().invoke(cli, ["list", kind])
+    assert res.exit_code == 0 and res.output.strip()
+
+
+def test_summary_json_on_fixture(fairface_root):
+    res = CliRunner().invoke(cli, ["data", "summary", "--dataset", "fairface", "--root", str(fairface_root), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["images"] == 211 and sum(info["label_counts"]["race"].values()) == 211
+    assert set(info["label_counts"]["race"]) == {"White", "Black", "Asian", "Indian", "Others"}
+    assert info["excluded_or_bad"] == 2
+
+
+def test_preview_writes_png(tmp_path):
+    out = tmp_path / "p.png"
+    res = CliRunner().invoke(cli, ["data", "preview", "--dataset", "synthfaces-b", "--out", str(out), "--n", "6",
+                                   "--columns", "3", "--tile", "64"])
+    assert res.exit_code == 0, res.output
+    im = Image.open(out)
+    assert im.size[0] == 3 * 64 and im.size[1] > 2 * 64
+
+
+def test_user_errors_exit_2_with_a_clear_line(capsys, tmp_path):
+    assert main(["data", "summary", "--dataset", "fairfac"]) == 2
+    assert "did you mean fairface" in capsys.readouterr().err
+    assert main(["data", "summary", "--dataset", "utkface", "--root", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_splits_verify_and_show():
+    res = CliRunner().invoke(cli, ["splits", "verify", "--dataset", "synthfaces-a"])
+    assert res.exit_code == 0 and res.output.startswith("OK")
+    res = CliRunner().invoke(cli, ["splits", "show", "--dataset", "synthfaces-b"])
+    assert res.exit_code == 0 and "G-val" in res.output
+
+
+def test_console_script_installed():
+    out = subprocess.run(["decobench", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "decobench" in out.stdout
