@@ -160,7 +160,14 @@ class Registry:
         self._entries.pop(name, None)
 
 
-methods = Registry("methods", "decobench.methods", builtin_modules=())
+def _method_check(obj):
+    from decobench.methods.base import method_check
+    return method_check(obj)
+
+
+methods = Registry("methods", "decobench.methods", check=_method_check,
+                   builtin_modules=("decobench.methods.baseline", "decobench.methods.ce",
+                                    "decobench.methods.ce_mask", "decobench.methods.metric"))
 attacks = Registry("attacks", "decobench.attacks", builtin_modules=())
 datasets = Registry("datasets", "decobench.datasets",
                     builtin_modules=("decobench.data.synthfaces.dataset", "decobench.data.fairface",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are for people, not for test logs
+
 import numpy as np
 import pytest
 from PIL import Image

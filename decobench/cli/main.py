@@ -7,14 +7,17 @@ import sys
 import click
 
 from decobench import __version__
+from decobench.cli.base_cmd import base
 from decobench.cli.data_cmd import data
 from decobench.cli.list_cmd import list_cmd
+from decobench.cli.run_cmd import run
 from decobench.cli.splits_cmd import splits
 from decobench.data.base import DatasetError
 from decobench.registry import RegistryError
+from decobench.models.base import BaseModelError
 from decobench.splits import SplitError
 
-USER_ERRORS = (DatasetError, RegistryError, SplitError, FileNotFoundError, ValueError)
+USER_ERRORS = (DatasetError, RegistryError, SplitError, BaseModelError, FileNotFoundError, ValueError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -24,7 +27,8 @@ def cli():
 
     \b
     Examples:
-      decobench list datasets
+      decobench run --method ce_mask --setup A
+      decobench list methods
       decobench data summary --dataset synthfaces-a
       decobench data preview --dataset synthfaces-a --out preview.png
       decobench splits verify --dataset synthfaces-a
@@ -35,6 +39,8 @@ def cli():
 cli.add_command(list_cmd)
 cli.add_command(data)
 cli.add_command(splits)
+cli.add_command(run)
+cli.add_command(base)
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,8 @@ class SynthFaces(FaceDataset):
         self.records = self.population.labels
 
     def load_images(self, image_ids, size: int = 64) -> np.ndarray:
-        return render_faces(self.population, self.index_of(image_ids), size)[0]
+        # small sizes are rendered at >= 64 px and block-averaged, as a camera would (no aliasing)
+        return render_faces(self.population, self.index_of(image_ids), size, supersample=max(1, 64 // size))[0]
 
     def render(self, indices, size: int = 64):
         """Images and 5-point landmarks [N, 5, 2] (pixels) by row index."""

@@ -266,8 +266,15 @@ def _take(params: dict, idx: np.ndarray) -> dict:
     return out
 
 
-def render_faces(population, indices=None, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Render images of a Population by row index. Returns (uint8 [N,S,S,3], landmarks [N,5,2] px)."""
+def render_faces(population, indices=None, size: int = 64, supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Render images of a Population by row index. Returns (uint8 [N,S,S,3], landmarks [N,5,2] px).
+
+    ``supersample=k`` renders at k*size and block-averages (anti-aliasing for small sizes)."""
+    if supersample > 1:
+        big, pts = render_faces(population, indices, size * supersample)
+        k = supersample
+        small = big.reshape(len(big), size, k, size, k, 3).mean((2, 4))
+        return np.round(small).astype(np.uint8), (pts + 0.5) / k - 0.5
     n_all = len(population)
     idx = np.arange(n_all) if indices is None else np.asarray(indices, dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= n_all):

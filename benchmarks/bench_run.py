@@ -1,0 +1,44 @@
+"""Wall time of ``decobench run`` from an empty cache (budgets: quick <= 2 min, embedded <= 10 min on 2 CPU cores).
+
+    python benchmarks/bench_run.py --profile quick --method ce_mask --setup A
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from decobench.io import atomic_write_json
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--method", default="ce_mask")
+    ap.add_argument("--setup", default="A")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="decobench-bench-"))
+    cmd = ["decobench", "run", "--method", args.method, "--setup", args.setup, "--profile", args.profile,
+           "--device", args.device, "--out", str(out)]
+    t = time.time()
+    subprocess.run(cmd, check=True)
+    wall = time.time() - t
+    res = json.loads((out / args.setup / args.method / "seed0" / "result.json").read_text())
+    record = {"command": f"python benchmarks/bench_run.py --profile {args.profile} --method {args.method} "
+                         f"--setup {args.setup} --device {args.device}",
+              "run_command": " ".join(cmd[:-2]), "wall_s_including_startup": round(wall, 1),
+              "stage_seconds": res["stage_seconds"], "hardware": res["hardware"]}
+    atomic_write_json(Path(__file__).parent / "results" /
+                      f"run_{args.profile}_{args.method}_{args.setup}_{args.device}.json", record)
+    print(json.dumps(record, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

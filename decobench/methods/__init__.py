@@ -1,0 +1,1 @@
+"""Decoupling methods. Each is a plugin written against ``decobench.methods.base.DecouplingMethod``."""

@@ -1,0 +1,1 @@
+"""Result files: one JSON per run, validated against a versioned schema."""

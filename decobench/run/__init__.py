@@ -1,0 +1,1 @@
+"""The main job: train a decoupling method, release a synthetic split, evaluate it, write a result."""
