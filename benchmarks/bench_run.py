@@ -22,8 +22,11 @@ def main() -> None:
     ap.add_argument("--method", default="ce_mask")
     ap.add_argument("--setup", default="A")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=None, help="keep the run here (must not hold a cache yet); default: temp dir")
     args = ap.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="decobench-bench-"))
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="decobench-bench-"))
+    if (out / ".cache").exists():
+        raise SystemExit(f"{out} already holds a stage cache; a budget is measured from an empty one")
     cmd = ["decobench", "run", "--method", args.method, "--setup", args.setup, "--profile", args.profile,
            "--device", args.device, "--out", str(out)]
     t = time.time()
@@ -37,7 +40,8 @@ def main() -> None:
     atomic_write_json(Path(__file__).parent / "results" /
                       f"run_{args.profile}_{args.method}_{args.setup}_{args.device}.json", record)
     print(json.dumps(record, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
+    if not args.out:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,27 @@ def test_schema_reports_every_problem():
     with pytest.raises(ResultValidationError) as exc:
         validate({"schema_version": 1, "method": 3})
     assert "method" in str(exc.value) and "setup" in str(exc.value)
+
+
+def test_leaderboard_groups_and_renders(quick_run):
+    from click.testing import CliRunner
+
+    from decobench.cli.main import cli
+
+    out, _, _ = quick_run
+    res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "Setup A, regime G, evaluated on synthfaces-a" in res.output
+    assert "| Baseline (Real) |" in res.output and "| ce_mask | 0 |" in res.output
+
+
+@pytest.mark.parametrize("setup,evaluated", [("B", ["synthfaces-b"]), ("C", ["synthfaces-a", "synthfaces-b"])])
+def test_setups_b_and_c(tmp_path, setup, evaluated):
+    small = {"max_steps": 6, "eval_every": 3, "max_train_images": 128, "max_val_images": 32,
+             "release.max_images_per_split": 48, "release.num_inference_steps": 4,
+             "eval.max_test_images": 64, "eval.max_gen_val_images": 32, "eval.classifier.max_epochs": 1}
+    r, run_dir = run_benchmark("metric", setup, profile="quick", out=tmp_path, device="cpu", overrides=small,
+                               log=lambda *a: None)
+    assert [e["dataset"] for e in r["evaluations"]] == evaluated
+    assert r["datasets"]["train"] == (["synthfaces-a", "synthfaces-b"] if setup == "C" else ["synthfaces-a"])
+    assert r["config"]["train"]["max_steps"] == 6 and (run_dir / "result.json").is_file()

@@ -43,6 +43,28 @@ cli.add_command(run)
 cli.add_command(base)
 
 
+@cli.command()
+@click.option("--runs", default="runs", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="write the Markdown here too")
+def leaderboard(runs, out):
+    """Validate every result.json under RUNS and print the comparison tables.
+
+    \b
+    Example:
+      decobench leaderboard --runs runs --out leaderboard/embedded.md
+    """
+    from decobench.io import atomic_write_text
+    from decobench.results.leaderboard import collect, render
+
+    results = collect(runs)
+    if not results:
+        raise click.ClickException(f"no result.json under {runs}")
+    text = render(results)
+    click.echo(text)
+    if out:
+        atomic_write_text(out, text)
+
+
 def main(argv=None) -> int:
     try:
         cli.main(args=argv, prog_name="decobench", standalone_mode=False)

@@ -81,12 +81,12 @@ PROFILES = {
     "paper": RunConfig("paper", TrainConfig(), ReleaseConfig(), EvalConfig()),
     "embedded": RunConfig(
         "embedded",
-        TrainConfig(lr=None, max_steps=600, batch_size=64, warmup_steps=50, eval_every=100, patience=3,
+        TrainConfig(lr=None, max_steps=400, batch_size=64, warmup_steps=40, eval_every=100, patience=3,
                      max_train_images=6000, max_val_images=512),
-        ReleaseConfig(num_inference_steps=20, batch_size=64, max_images_per_split=2000),
-        EvalConfig(classifier=replace(CLASSIFIER_PROFILES["embedded"], max_train_images=None, max_epochs=12,
+        ReleaseConfig(num_inference_steps=20, batch_size=64, max_images_per_split=1500),
+        EvalConfig(classifier=replace(CLASSIFIER_PROFILES["embedded"], max_train_images=None, max_epochs=10,
                                       patience=4),
-                   max_test_images=2000, max_gen_val_images=500, probe_epochs=100)),
+                   max_test_images=1500, max_gen_val_images=500, probe_epochs=100)),
     "quick": RunConfig(
         "quick",
         TrainConfig(lr=None, max_steps=60, batch_size=32, warmup_steps=10, eval_every=20, patience=2,
@@ -108,5 +108,24 @@ def resolve(profile: str, method_cls, method_name: str, overrides: dict | None =
     lr = cfg.train.lr
     if lr is None:
         lr = method_cls.paper_lr if profile == "paper" else CPU_LR.get(method_name, 10 * method_cls.paper_lr)
-    train = replace(cfg.train, lr=lr, **(overrides or {}))
-    return replace(cfg, train=train)
+    cfg = replace(cfg, train=replace(cfg.train, lr=lr))
+    # overrides: "key" (training) or "section.key" (train, release, eval, eval.classifier)
+    sections: dict[str, dict] = {}
+    for key, value in (overrides or {}).items():
+        path, _, leaf = key.rpartition(".")
+        sections.setdefault(path or "train", {})[leaf] = value
+    for path, values in sorted(sections.items(), key=lambda kv: -kv[0].count(".")):
+        cfg = _replace_at(cfg, path.split("."), values)
+    return cfg
+
+
+def _replace_at(obj, path: list[str], values: dict):
+    if not path:
+        known = set(asdict(obj))
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown} for {type(obj).__name__}; known: {sorted(known)}")
+        return replace(obj, **values)
+    if not hasattr(obj, path[0]):
+        raise ValueError(f"unknown config section {path[0]!r} in {type(obj).__name__}")
+    return replace(obj, **{path[0]: _replace_at(getattr(obj, path[0]), path[1:], values)})

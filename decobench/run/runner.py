@@ -26,7 +26,7 @@ from decobench.data.open import open_dataset
 from decobench.evaluation.classifier import to_tensor
 from decobench.evaluation.fid import frechet_distance, inception_fid, local_inception_weights, penultimate
 from decobench.evaluation.probe import adversary_accuracy, linear_probe_accuracy
-from decobench.io import atomic_write_json
+from decobench.io import atomic_write_json, sha256_file
 from decobench.methods.base import MethodConfig
 from decobench.models.base import load_base
 from decobench.models.lora import lora_target_names, save_lora
@@ -174,13 +174,15 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
     base_fresh = load_base(base_name, base_path, device=device)  # unfused copy for the pipeline
     pipe, hook = build_pipeline(base_fresh, train_dir, cfg.release, method_obj, device)
     rel_dirs = {}
+    # released images depend on the trained weights' content, not on where they were written
+    weights_digest = {f.name: sha256_file(f) for f in sorted(train_dir.glob("*.safetensors"))}
     for n in names["evaluate"]:
         ds = dsets[n]
         for split in REGIMES[regime]:
             ids = stages.subset_ids(load_split(n, split), cfg.release.max_images_per_split)
             rows = ds.records.iloc[ds.index_of(ids)]
             prompts = prompts_for(rows, tr.prompt_policy)
-            rin = {"train": str(train_dir), "dataset": n, "split": split, "ids": ids,
+            rin = {"weights": weights_digest, "dataset": n, "split": split, "ids": ids,
                    "release": cfg.as_dict()["release"], "seed": seed}
 
             def do_release():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from decobench.data.labels import CLASSES
 from decobench.evaluation.classifier import accuracy, resnet18, to_tensor, train_classifier
@@ -24,7 +25,7 @@ def subset_ids(ids: list[str], k: int | None) -> list[str]:
 @torch.no_grad()
 def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
     means, stds = [], []
-    for i in range(0, len(images), batch):
+    for i in tqdm(range(0, len(images), batch), desc="encode latents", unit="batch", leave=False):
         x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
         post = vae.encode(x.to(vae.dtype)).latent_dist
         means.append(post.mean.float().cpu())
