@@ -46,9 +46,14 @@ PACKAGES = ("torch", "torchvision", "diffusers", "peft", "transformers", "accele
 
 
 def _commit() -> str:
+    """HEAD of the checkout decobench runs from, with "-dirty" when its tracked files differ from HEAD."""
+    here = Path(decobench.__file__).parent
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(decobench.__file__).parent, text=True,
-                              capture_output=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, text=True, capture_output=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, text=True,
+                               capture_output=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

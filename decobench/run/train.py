@@ -146,7 +146,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(adv_params, cfg.grad_clip)
             opt_a.step()
             for k, v in {"mse": mse, **gen_terms, **adv_terms}.items():
-                step_losses.setdefault(k, []).append(float(v))
+                step_losses.setdefault(k, []).append(float(v.detach()))
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 ev = self.evaluate(val)
                 ev.update({"step": step, **{k: float(np.mean(v)) for k, v in step_losses.items()}})
