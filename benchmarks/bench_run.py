@@ -32,11 +32,15 @@ def main() -> None:
     t = time.time()
     subprocess.run(cmd, check=True)
     wall = time.time() - t
-    res = json.loads((out / args.setup / args.method / "seed0" / "result.json").read_text())
+    res = json.loads(next((out / args.setup / args.method).glob("*/seed0/result.json")).read_text())
     record = {"command": f"python benchmarks/bench_run.py --profile {args.profile} --method {args.method} "
                          f"--setup {args.setup} --device {args.device}",
               "run_command": " ".join(cmd[:-2]), "wall_s_including_startup": round(wall, 1),
-              "stage_seconds": res["stage_seconds"], "hardware": res["hardware"]}
+              "stage_seconds": res["stage_seconds"], "hardware": res["hardware"],
+              "decobench_commit": res["decobench_commit"], "attacks": sorted(res["attacks"]),
+              "training_steps": res["training"]["steps"], "selected_step": res["training"]["selected_step"],
+              "classifier_epochs": {k: v for ev in res["evaluations"]
+                                    for k, v in ev["attack_info"].get("cls", {}).items() if "epochs" in k}}
     atomic_write_json(Path(__file__).parent / "results" /
                       f"run_{args.profile}_{args.method}_{args.setup}_{args.device}.json", record)
     print(json.dumps(record, indent=2))

@@ -21,11 +21,11 @@ import torch
 from decobench.io import atomic_write_json
 from decobench.models.tiny import SCHEDULER_CONFIG, vocab, write_tokenizer
 
-SD15_UNET = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=2,  # 16x16 latents = 128 px
+SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,  # SD v1-5's real config
                  block_out_channels=[320, 640, 1280, 1280], cross_attention_dim=768, attention_head_dim=8,
                  norm_num_groups=32, down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
                  up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3, flip_sin_to_cos=True, freq_shift=0)
-SD15_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=128, layers_per_block=2,
+SD15_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=512, layers_per_block=2,
                 block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
                 up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=0.18215)
 SD15_TEXT = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
@@ -79,7 +79,9 @@ def main() -> None:
            "hardware": result["hardware"], "parameter_counts": result["parameter_counts"],
            "lora_steps": result["training"]["steps"], "lora_batch": args.batch,
            "lora_steps_per_s": round(result["training"]["steps"] / s["train"], 3),
-           "released_images_per_s": round(result["evaluations"][0]["released_images"] / s["release"], 3),
+           "resolution": result["resolution"],  # decobench's sd15 default, 128 (DECO-Bench A.3), not the config's 512
+           "released_images_per_s": round(result["evaluations"][0]["attack_info"]["cls"]["released_images"]
+                                          / s["release"], 3),
            "peak_gpu_memory_gib": (round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
                                    if args.device.startswith("cuda") else None),
            "stage_seconds": s,

@@ -168,7 +168,14 @@ def _method_check(obj):
 methods = Registry("methods", "decobench.methods", check=_method_check,
                    builtin_modules=("decobench.methods.baseline", "decobench.methods.ce",
                                     "decobench.methods.ce_mask", "decobench.methods.metric"))
-attacks = Registry("attacks", "decobench.attacks", builtin_modules=())
+def _attack_check(obj):
+    from decobench.attacks.base import attack_check
+    return attack_check(obj)
+
+
+attacks = Registry("attacks", "decobench.attacks", check=_attack_check,
+                   builtin_modules=("decobench.attacks.cls", "decobench.attacks.pt", "decobench.attacks.probe",
+                                    "decobench.attacks.quality"))
 datasets = Registry("datasets", "decobench.datasets",
                     builtin_modules=("decobench.data.synthfaces.dataset", "decobench.data.fairface",
                                      "decobench.data.utkface", "decobench.data.celeba"))

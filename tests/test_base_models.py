@@ -28,7 +28,11 @@ def test_incomplete_folder_lists_what_is_missing(tmp_path):
 def test_any_diffusers_folder_loads_through_the_sd15_path(tmp_path):
     shutil.copytree(TINY_DIR, tmp_path / "sd")
     base = load_base("sd15", tmp_path / "sd")
-    assert base.resolution == 32 and base.vae.config.scaling_factor > 0
+    # DECO-Bench A.3 trains and releases SD v1-5 at 128x128; v1 derived 512 from sample_size x 8
+    assert base.resolution == 128 and base.vae.config.scaling_factor > 0
+    assert load_base("sd15", tmp_path / "sd", resolution=64).resolution == 64
+    with pytest.raises(BaseModelError, match="multiple of"):
+        load_base("sd15", tmp_path / "sd", resolution=33)
     ids = base.tokenizer(["A 20-29 year-old White Female"]).input_ids[0]
     assert len(ids) > 20  # character tokens, not unknowns
     assert len(set(ids[1:-1])) > 5
@@ -47,6 +51,8 @@ def test_lora_targets_every_transformer_block_and_counts():
 
 def test_prompt_policy():
     assert prompt_for(2, 1, 3) == "A 20-29 year-old Asian Female"
-    assert prompt_for(2, 1, 3, "without_race") == "A 20-29 year-old Female"
+    assert prompt_for(2, 1, 3, "without_sensitive") == "A 20-29 year-old Female"
+    assert prompt_for(2, 1, 3, "without_sensitive", sensitive="gender") == "A 20-29 year-old Asian person"
+    assert prompt_for(2, 1, 3, "null") == ""
     with pytest.raises(ValueError):
         prompt_for(0, 0, 0, "sometimes")

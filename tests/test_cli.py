@@ -9,14 +9,16 @@ from PIL import Image
 from decobench.cli.main import cli, main
 
 COMMANDS = [[], ["list"], ["data"], ["data", "summary"], ["data", "preview"], ["splits"], ["splits", "build"],
-            ["splits", "verify"], ["splits", "show"]]
+            ["splits", "verify"], ["splits", "show"], ["run"], ["check", "method"], ["check", "attack"],
+            ["attacks", "calibrate"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "top")
 def test_help_everywhere(cmd):
     res = CliRunner().invoke(cli, cmd + ["--help"])
     assert res.exit_code == 0 and "Usage:" in res.output
-    if cmd and cmd[-1] in ("summary", "preview", "build", "verify", "show", "list"):
+    if cmd and cmd[-1] in ("summary", "preview", "build", "verify", "show", "list", "run", "method", "attack",
+                           "calibrate"):
         assert "Example" in res.output
 
 
@@ -61,3 +63,22 @@ def test_splits_verify_and_show():
 def test_console_script_installed():
     out = subprocess.run(["decobench", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "decobench" in out.stdout
+
+
+def test_check_method_lists_every_problem(capsys):
+    from decobench.registry import methods
+    from tests.test_methods import _BareParameter
+
+    methods.add("bare_param_test", _BareParameter)
+    try:
+        assert main(["check", "method", "bare_param_test", "--no-run"]) == 1
+        err = capsys.readouterr().err
+        assert "'scale'" in err and "1 problem(s)" in err
+    finally:
+        methods.unregister("bare_param_test")
+
+
+def test_attacks_calibrate_command(capsys):
+    assert main(["attacks", "calibrate", "probe", "pt"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 4 and "FAIL" not in out

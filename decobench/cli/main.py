@@ -7,7 +7,9 @@ import sys
 import click
 
 from decobench import __version__
+from decobench.cli.attacks_cmd import attacks
 from decobench.cli.base_cmd import base
+from decobench.cli.check_cmd import check
 from decobench.cli.data_cmd import data
 from decobench.cli.list_cmd import list_cmd
 from decobench.cli.run_cmd import run
@@ -15,9 +17,14 @@ from decobench.cli.splits_cmd import splits
 from decobench.data.base import DatasetError
 from decobench.registry import RegistryError
 from decobench.models.base import BaseModelError
+from decobench.results.schema import ResultValidationError
+from decobench.run.config import ConfigError
+from decobench.run.train import MethodInterfaceError, NonFiniteLossError
 from decobench.splits import SplitError
 
-USER_ERRORS = (DatasetError, RegistryError, SplitError, BaseModelError, FileNotFoundError, ValueError)
+# errors that come from what the user gave; anything else is a bug and keeps its traceback
+USER_ERRORS = (DatasetError, RegistryError, SplitError, BaseModelError, ConfigError, MethodInterfaceError,
+               NonFiniteLossError, ResultValidationError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -41,6 +48,8 @@ cli.add_command(data)
 cli.add_command(splits)
 cli.add_command(run)
 cli.add_command(base)
+cli.add_command(attacks)
+cli.add_command(check)
 
 
 @cli.command()
@@ -56,7 +65,7 @@ def leaderboard(runs, out):
     from decobench.io import atomic_write_text
     from decobench.results.leaderboard import collect, render
 
-    results = collect(runs)
+    results = collect(runs, warn=lambda m: click.echo(m, err=True))
     if not results:
         raise click.ClickException(f"no result.json under {runs}")
     text = render(results)
@@ -77,7 +86,7 @@ def main(argv=None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except USER_ERRORS as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {' '.join(str(exc).split())}", err=True)
         return 2
     return 0
 

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import click
 
-from decobench.run.config import PROFILES
+from decobench.models.prompts import POLICIES
+from decobench.run.config import PROFILES, SENSITIVE, ConfigError
 from decobench.setups import REGIMES
 
 
-def _parse_set(values) -> dict:
+def parse_sets(values) -> dict:
+    """``KEY=VALUE`` strings -> {key: raw string}; the typed config parses and range-checks the values."""
     out = {}
     for v in values:
-        if "=" not in v:
-            raise click.BadParameter(f"--set expects KEY=VALUE, got {v!r}")
-        k, raw = v.split("=", 1)
-        for cast in (int, float):
-            try:
-                out[k] = cast(raw)
-                break
-            except ValueError:
-                continue
-        else:
-            out[k] = raw
+        k, sep, raw = v.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {v!r}")
+        out[k.strip()] = raw.strip()
     return out
 
 
@@ -31,6 +26,10 @@ def _parse_set(values) -> dict:
 @click.option("--regime", default="G", show_default=True, type=click.Choice(list(REGIMES)))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--profile", default="embedded", show_default=True, type=click.Choice(list(PROFILES)))
+@click.option("--sensitive", default="race", show_default=True, type=click.Choice(SENSITIVE),
+              help="the attribute to remove; the others are utility")
+@click.option("--attacks", default=None, help="comma-separated attack suite (default: the profile's; "
+              "decobench list attacks)")
 @click.option("--base", "base_name", default="tiny-synthface", show_default=True,
               type=click.Choice(["tiny-synthface", "sd15"]))
 @click.option("--base-path", type=click.Path(), default=None, help="local diffusers folder of the base model")
@@ -38,17 +37,21 @@ def _parse_set(values) -> dict:
               help="folder holding fairface/ and utkface/ (real datasets instead of SynthFaces)")
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
-@click.option("--prompt-policy", type=click.Choice(["with_race", "without_race"]), default=None,
-              help="keep race in the prompt (paper) or leave it out")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a training config value")
-def run(method, setup, regime, seed, profile, base_name, base_path, data_root, out, device, prompt_policy, sets):
-    """Train a decoupling method, release a synthetic split, evaluate it, write result.json.
+@click.option("--prompt-policy", type=click.Choice(POLICIES), default=None,
+              help="paper prompt, without the sensitive attribute, or empty")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override a config value: lr=3e-4, release.num_inference_steps=30, eval.classifier.max_epochs=20, "
+                   "method.adv_weight=2, resolution=128")
+def run(method, setup, regime, seed, profile, sensitive, attacks, base_name, base_path, data_root, out, device,
+        prompt_policy, sets):
+    """Train a decoupling method, release a synthetic split, run the attack suite, write result.json.
 
     \b
     Examples:
       decobench run --method ce_mask --setup A
       decobench run --method metric --setup C --profile quick --seed 1
-      decobench run --method ce --setup B --regime V+G
+      decobench run --method ce --setup B --regime V+G --set method.adv_weight=2
+      decobench run --method ce --setup A --sensitive gender --attacks cls,probe
       decobench run --method ce --setup A --base sd15 --base-path ~/sd15 --data-root ~/data --profile paper
     """
     import torch
@@ -57,10 +60,11 @@ def run(method, setup, regime, seed, profile, base_name, base_path, data_root, o
     from decobench.run.runner import run_benchmark
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    overrides = _parse_set(sets)
+    overrides = parse_sets(sets)
     if prompt_policy:
-        overrides["prompt_policy"] = prompt_policy
+        overrides["train.prompt_policy"] = prompt_policy
+    suite = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     result, run_dir = run_benchmark(method, setup, regime, seed, profile, base_name, base_path, out, data_root,
-                                    device, overrides, log=click.echo)
+                                    device, overrides, sensitive=sensitive, attacks=suite, log=click.echo)
     click.echo(summary_table(result))
     click.echo(f"wrote {run_dir / 'result.json'}")

@@ -10,38 +10,39 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 
-@dataclass(frozen=True)
-class ClassifierConfig:
-    image_size: int = 128
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    gamma: float = 0.9
-    max_epochs: int = 100
-    patience: int = 20
-    min_delta: float = 0.01
-    max_train_images: int | None = None  # None: the whole training split
+class ClassifierConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_size: int = Field(128, ge=8, le=1024)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(0.1, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    gamma: float = Field(0.9, gt=0, le=1)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(20, ge=1)
+    min_delta: float = Field(0.01, ge=0)
+    max_train_images: int | None = Field(None, ge=1)  # None: the whole training split
     augment_flip: bool = True
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump(mode="json")
 
 
 PROFILES = {
     "paper": ClassifierConfig(),
-    # about DECO-Bench FairFace G size (6K images) at 32 px: ~10 minutes for three attributes on 2 cores
-    "embedded": ClassifierConfig(image_size=32, max_epochs=20, patience=5, max_train_images=6000),
-    "quick": ClassifierConfig(image_size=32, max_epochs=4, patience=2, max_train_images=1500),
+    # CPU profiles: 32 px, and an epoch budget wide enough that early stopping on the validation loss
+    # (patience, min_delta) ends training, not the budget
+    "embedded": ClassifierConfig(image_size=32, batch_size=256, max_epochs=40, patience=2, min_delta=0.01),
+    "quick": ClassifierConfig(image_size=32, batch_size=128, max_epochs=8, patience=2, min_delta=0.01),
 }
 
 
@@ -81,8 +82,10 @@ def train_classifier(x_train, y_train, x_val, y_val, n_classes: int, cfg: Classi
     if cfg.max_train_images and len(x_train) > cfg.max_train_images:
         keep = torch.randperm(len(x_train), generator=g)[:cfg.max_train_images]
         x_train, y_train = x_train[keep], y_train[keep]
-    model = resnet18(n_classes).to(device)
-    x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
+    # channels_last: the same arithmetic, ~1.3x faster convolutions on CPU (oneDNN) and on GPUs
+    model = resnet18(n_classes).to(device, memory_format=torch.channels_last)
+    x_train, x_val = (t.to(device).contiguous(memory_format=torch.channels_last) for t in (x_train, x_val))
+    y_train, y_val = y_train.to(device), y_val.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
     best, best_state, since, history = math.inf, None, 0, []
@@ -122,3 +125,9 @@ def train_classifier(x_train, y_train, x_val, y_val, n_classes: int, cfg: Classi
 
 def accuracy(model, x, y, batch: int = 256) -> float:
     return _evaluate(model, x, y, batch)[1]
+
+
+@torch.no_grad()
+def predict(model, x, batch: int = 512) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch]).argmax(1).cpu() for i in range(0, len(x), batch)])

@@ -1,16 +1,34 @@
-"""The public interface every decoupling method implements, built-in or third-party.
+"""The public interface every decoupling method implements (v2), built-in or third-party.
 
-A method sees *features* (a list of pooled LoRA feature tensors, one per adapted layer) and the
-sensitive labels of the batch, and returns named loss terms for the two players:
+A method is one ``nn.Module`` subclass. Each training step the trainer hands it a :class:`StepContext`
+(clean and noisy latents, timestep, noise, the UNet's prediction, spatial and pooled features of the
+adapted layers, every label the dataset has, the sensitive attribute's name, step, epoch, phase) and
+the method returns named loss terms *per player*::
 
-* ``generator_losses``: terms the generator side (LoRA adapters + the method's own
-  ``generator_modules``) *minimises*, added to the diffusion MSE. Gradients flow into the features.
-* ``adversary_losses``: terms the adversary (``adversary_modules``) *minimises*. The trainer passes
-  features that are already detached, so these terms never reach the LoRA.
+    def losses(self, ctx):
+        logits = self.adversary["fc"](ctx.pooled)
+        ce = F.cross_entropy(logits, ctx.sensitive_labels)
+        return {"generator": {"neg_adversary_ce": -self.params.adv_weight * ce},
+                "adversary": {"adversary_ce": ce}}
 
-The trainer steps the two optimisers separately: generator first (adversary gradients from that
-backward pass are discarded), then the adversary. A method with no adversary returns ``{}`` and
-``None`` from ``adversary_logits``, and the Privacy PT column reads "n/a" for it.
+Players are optimised separately: each player's total loss is differentiated only with respect to its
+own parameters (``torch.autograd.grad``), so an adversary term never moves the LoRA and a generator
+term never trains the adversary, without the method having to detach anything. The ``generator``
+player always owns the LoRA adapters and always has the diffusion MSE in its loss.
+
+A method declares:
+
+* ``Params`` — a pydantic model of its hyperparameters; ``--set method.<key>=<value>`` is parsed and
+  range-checked against it, hashed into the cache key and written into the result.
+* ``players`` — ``{player: nn.ModuleDict}``; every parameter of the method must belong to exactly one
+  player (a bare ``nn.Parameter`` outside them is an error, never silently frozen).
+* ``optimizer_groups()`` — one :class:`OptimGroup` per parameter group: player, parameters,
+  learning-rate multiplier, weight decay, and ``dp=True`` for groups that train under DP-SGD.
+* ``phases`` — an ordered schedule of :class:`Phase` (a fraction of the step budget each, and which
+  players step in it); the default is one ``joint`` phase in which every player steps.
+* ``adversary_logits(pooled)`` — optional: the trained adversary's logits for Privacy PT.
+* ``transform_first(h)`` — optional: replace the first adapted layer's output (CE+Mask's FGN); it is
+  applied in training and, by a hook, at release.
 """
 
 from __future__ import annotations
@@ -18,66 +36,132 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import nn
+
+GENERATOR = "generator"
+
+
+class MethodParams(BaseModel):
+    """Base of every method's hyperparameters: typed, range-checked, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass
-class MethodConfig:
-    """Knobs shared by the methods; a method reads the ones it needs (unknown keys are an error)."""
+class StepContext:
+    """What a method sees at one training (or validation) step."""
 
-    lr: float | None = None          # None: the method's paper learning rate
-    adv_weight: float = 1.0          # lambda on the generator's privacy term
-    margin: float = 0.3              # triplet margin (metric)
-    mask_ratio: float = 0.6          # fraction of first-layer channels masked (ce_mask)
-    temperature: float = 1 / 30      # sigmoid temperature of the FGN (ce_mask)
-    triplets: str = "semihard"       # triplets (metric): "semihard"/"hard" mined (paper: semihard), or "all"
+    latents: torch.Tensor            # clean latents x0 (scaled), [B, C, h, w]
+    noisy_latents: torch.Tensor      # x_t
+    timesteps: torch.Tensor          # t, [B]
+    noise: torch.Tensor              # the epsilon added
+    prediction: torch.Tensor         # the UNet's epsilon prediction
+    spatial: list[torch.Tensor]      # outputs of the adapted layers, [B, C_i, h_i, w_i]
+    pooled: list[torch.Tensor]       # their adaptive-average-pooled outputs, [B, C_i]
+    labels: dict[str, torch.Tensor]  # every label the dataset has (race, gender, age, identity, pose...)
+    sensitive: str                   # name of the sensitive attribute (--sensitive)
+    step: int = 0
+    epoch: int = 0
+    phase: str = "joint"
+    training: bool = True
+
+    @property
+    def sensitive_labels(self) -> torch.Tensor:
+        return self.labels[self.sensitive]
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The pooled features of every adapted layer, concatenated: DECO-Bench's LoRA features."""
+        return torch.cat(self.pooled, dim=1)
+
+
+@dataclass
+class OptimGroup:
+    player: str
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0            # times the player's learning rate from the run config
+    weight_decay: float | None = None  # None: the run config's
+    dp: bool = False                 # train this group with DP-SGD (per-sample clipping + noise)
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    fraction: float                  # share of the step budget
+    players: tuple[str, ...]         # players that step in this phase
+
+
+@dataclass
+class MethodSpec:
+    """What the runner tells a method about the model and data it will train on."""
+
+    feature_dims: list[int]          # channels of each adapted layer
+    n_classes: dict[str, int]        # classes of every categorical label, e.g. {"race": 5, "gender": 2, ...}
+    sensitive: str = "race"
+    utility: tuple[str, ...] = ("age", "gender")
     extra: dict = field(default_factory=dict)
+
+    @property
+    def n_sensitive(self) -> int:
+        return self.n_classes[self.sensitive]
 
 
 class DecouplingMethod(nn.Module):
-    """Base class: override ``generator_losses`` and, for adversarial methods, the adversary parts."""
+    """Base class. Subclasses set ``Params``, build modules in ``__init__`` and override ``losses``."""
 
-    #: DECO-Bench A.3 learning rate for the LoRA optimiser under the paper profile
+    Params: type[MethodParams] = MethodParams
+    #: DECO-Bench A.3 LoRA learning rate for the paper profile
     paper_lr: float = 1e-5
+    #: bump when the method's behaviour changes: it enters the cache key of trained stages
+    version: str = "1"
 
-    def __init__(self, feature_dims: list[int], n_sensitive: int, config: MethodConfig | None = None):
+    def __init__(self, spec: MethodSpec, params: MethodParams | None = None):
         super().__init__()
-        self.feature_dims = list(feature_dims)
-        self.n_sensitive = n_sensitive
-        self.config = config or MethodConfig()
-        self.generator_modules = nn.ModuleDict()
-        self.adversary_modules = nn.ModuleDict()
+        self.spec = spec
+        self.params = params if params is not None else self.Params()
+        self.players = nn.ModuleDict({GENERATOR: nn.ModuleDict(), "adversary": nn.ModuleDict()})
 
-    # -- hooks the trainer calls -----------------------------------------------------------------
+    # convenient names for the two usual players
+    @property
+    def generator(self) -> nn.ModuleDict:
+        return self.players[GENERATOR]
+
+    @property
+    def adversary(self) -> nn.ModuleDict:
+        return self.players["adversary"]
+
+    # -- what the trainer calls ------------------------------------------------------------------
+    def losses(self, ctx: StepContext) -> dict[str, dict[str, torch.Tensor]]:
+        """Named loss terms per player; the generator's diffusion MSE is added by the trainer."""
+        return {}
+
+    def optimizer_groups(self) -> list[OptimGroup]:
+        return [OptimGroup(p, list(m.parameters()), name=p) for p, m in self.players.items()
+                if any(True for _ in m.parameters())]
+
+    @property
+    def phases(self) -> list[Phase]:
+        return [Phase("joint", 1.0, tuple(self.players))]
+
+    def adversary_logits(self, pooled: list[torch.Tensor]) -> torch.Tensor | None:
+        """The trained adversary's logits of the sensitive attribute (Privacy PT); None: no adversary."""
+        return None
+
     def transform_first(self, h: torch.Tensor) -> torch.Tensor:
-        """Replace the first adapted layer's output (default: unchanged)."""
         return h
 
     def uses_transform(self) -> bool:
         return type(self).transform_first is not DecouplingMethod.transform_first
 
-    def generator_losses(self, features: list[torch.Tensor], sensitive: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {}
-
-    def adversary_losses(self, features: list[torch.Tensor], sensitive: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {}
-
-    def adversary_logits(self, features: list[torch.Tensor]) -> torch.Tensor | None:
-        """The trained adversary's predictions of the sensitive attribute (Privacy PT)."""
-        return None
-
-    def generator_parameters(self):
-        return list(self.generator_modules.parameters())
-
-    def adversary_parameters(self):
-        return list(self.adversary_modules.parameters())
-
-
-def concat(features: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat(features, dim=1)
+    def has_adversary(self) -> bool:
+        return type(self).adversary_logits is not DecouplingMethod.adversary_logits
 
 
 def method_check(obj) -> str | None:
     if not (isinstance(obj, type) and issubclass(obj, DecouplingMethod)):
         return "a method plugin must be a subclass of decobench.methods.base.DecouplingMethod"
+    if not (isinstance(obj.Params, type) and issubclass(obj.Params, MethodParams)):
+        return "its Params must subclass decobench.methods.base.MethodParams (a pydantic model)"
     return None

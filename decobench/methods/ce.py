@@ -1,32 +1,34 @@
+import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from decobench.methods.base import DecouplingMethod, concat
+from decobench.methods.base import DecouplingMethod, MethodParams
 from decobench.registry import methods
+
+
+class CEParams(MethodParams):
+    adv_weight: float = Field(1.0, ge=0, le=100, description="lambda on the generator's privacy term")
 
 
 @methods.register("ce")
 class CrossEntropyDecoupling(DecouplingMethod):
     """CE decoupling: an FC adversary on pooled LoRA features minimises CE; the LoRA maximises it.
 
-    Generator term: ``-adv_weight * CE(adversary(features), race)`` (gradient reaches the LoRA;
-    the adversary's weights are not stepped by it). Adversary term: ``CE`` on detached features.
+    Generator: ``-adv_weight * CE(adversary(features), sensitive)``. Adversary: ``CE``. Each player's
+    term is differentiated only with respect to its own parameters.
     """
 
+    Params = CEParams
     paper_lr = 1e-5
 
-    def __init__(self, feature_dims, n_sensitive, config=None):
-        super().__init__(feature_dims, n_sensitive, config)
-        self.adversary_modules["fc"] = nn.Linear(sum(self.adversary_input_dims()), n_sensitive)
+    def __init__(self, spec, params=None):
+        super().__init__(spec, params)
+        self.adversary["fc"] = nn.Linear(sum(spec.feature_dims), spec.n_sensitive)
 
-    def adversary_input_dims(self):
-        return self.feature_dims
+    def adversary_logits(self, pooled):
+        return self.adversary["fc"](torch.cat(pooled, 1))
 
-    def adversary_logits(self, features):
-        return self.adversary_modules["fc"](concat(features))
-
-    def generator_losses(self, features, sensitive):
-        return {"neg_adversary_ce": -self.config.adv_weight * F.cross_entropy(self.adversary_logits(features), sensitive)}
-
-    def adversary_losses(self, features, sensitive):
-        return {"adversary_ce": F.cross_entropy(self.adversary_logits(features), sensitive)}
+    def losses(self, ctx):
+        ce = F.cross_entropy(self.adversary_logits(ctx.pooled), ctx.sensitive_labels)
+        return {"generator": {"neg_adversary_ce": -self.params.adv_weight * ce}, "adversary": {"adversary_ce": ce}}

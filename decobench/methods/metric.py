@@ -1,36 +1,43 @@
+from typing import Literal
+
+from pydantic import Field
 from pytorch_metric_learning import losses, miners
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
-from decobench.methods.base import DecouplingMethod, concat
+from decobench.methods.base import DecouplingMethod, MethodParams
 from decobench.registry import methods
+
+
+class MetricParams(MethodParams):
+    margin: float = Field(0.3, gt=0, le=10, description="triplet margin")
+    weight: float = Field(1.0, ge=0, le=100, description="weight of the swapped-triplet term")
+    triplets: Literal["semihard", "hard", "all"] = Field(
+        "semihard", description="mined semihard/hard triplets (paper: semihard), or every triplet")
 
 
 @methods.register("metric")
 class SwappedTripletDecoupling(DecouplingMethod):
-    """Metric learning with positives and negatives swapped, so races are pulled together.
+    """Metric learning with positives and negatives swapped, so sensitive classes are pulled together.
 
-    A semi-hard TripletMarginMiner (pytorch-metric-learning) mines (anchor, positive, negative) by
-    race on the pooled LoRA features; the triplets enter TripletMarginLoss (margin 0.3) as
-    (anchor, negative, positive). No adversary: Privacy PT is "n/a" (the linear probe still applies).
+    A TripletMarginMiner (pytorch-metric-learning, semi-hard as in the paper) mines (anchor, positive,
+    negative) by the sensitive label on the pooled LoRA features; they enter TripletMarginLoss (margin
+    0.3) as (anchor, negative, positive). No adversary: Privacy PT is "n/a" (the probe still applies).
 
-    Note: once races are fully separated, semi-hard triplets no longer exist and the paper's loss is
-    exactly zero; ``triplets="all"`` (config) uses every (anchor, positive, negative) triplet instead.
+    Once classes are fully separated, semi-hard triplets no longer exist and the paper's loss is exactly
+    zero; ``triplets=all`` uses every (anchor, positive, negative) triplet instead.
     """
 
+    Params = MetricParams
     paper_lr = 1e-4
 
-    def __init__(self, feature_dims, n_sensitive, config=None):
-        super().__init__(feature_dims, n_sensitive, config)
-        self.miner = miners.TripletMarginMiner(margin=self.config.margin,
-                                                type_of_triplets=self.config.triplets)
-        self.loss = losses.TripletMarginLoss(margin=self.config.margin)
+    def __init__(self, spec, params=None):
+        super().__init__(spec, params)
+        self.miner = miners.TripletMarginMiner(margin=self.params.margin, type_of_triplets=self.params.triplets)
+        self.loss = losses.TripletMarginLoss(margin=self.params.margin)
 
-    def generator_losses(self, features, sensitive):
-        emb = concat(features)
-        if self.config.triplets == "all":
-            a, p, n = lmu.get_all_triplets_indices(sensitive)
-        else:
-            a, p, n = self.miner(emb, sensitive)
+    def losses(self, ctx):
+        emb, y = ctx.features, ctx.sensitive_labels
+        a, p, n = lmu.get_all_triplets_indices(y) if self.params.triplets == "all" else self.miner(emb, y)
         if len(a) == 0:
-            return {"swapped_triplet": emb.sum() * 0.0}
-        return {"swapped_triplet": self.config.adv_weight * self.loss(emb, sensitive, indices_tuple=(a, n, p))}
+            return {"generator": {"swapped_triplet": emb.sum() * 0.0}}
+        return {"generator": {"swapped_triplet": self.params.weight * self.loss(emb, y, indices_tuple=(a, n, p))}}

@@ -43,12 +43,35 @@ class BaseModel:
     scheduler_config: dict
     resolution: int
 
+    def weights_digest(self) -> str:
+        """sha256 over every weight and config file of the folder: a retrained base changes it."""
+        return folder_digest(self.path)
+
     def freeze_frozen_parts(self) -> None:
         """VAE and text encoder are frozen in every method (DECO-Bench §4.2)."""
         for m in (self.vae, self.text_encoder, self.unet):
             m.requires_grad_(False)
         self.vae.eval()
         self.text_encoder.eval()
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 of (relative path, sha256) of every file under ``folder``; memoised per (path, size, mtime)."""
+    import hashlib
+
+    from decobench.io import sha256_file
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(f"{p.relative_to(folder)}:{sha256_file(p)}\n".encode())
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def missing_files(folder: Path) -> list[str]:
@@ -80,8 +103,13 @@ def resolve_base_path(name: str, base_path: str | Path | None = None) -> Path:
     return path
 
 
+# DECO-Bench A.3 trains and releases SD v1-5 at 128x128 (its config's sample_size 64 means 512 px)
+DEFAULT_RESOLUTION = {"sd15": 128}
+
+
 def load_base(name: str = "tiny-synthface", base_path: str | Path | None = None,
-              device: str = "cpu", dtype: torch.dtype = torch.float32) -> BaseModel:
+              device: str = "cpu", dtype: torch.dtype = torch.float32, resolution: int | None = None) -> BaseModel:
+    """``resolution``: training/release size in pixels; None: 128 for sd15, the UNet's native size otherwise."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -94,5 +122,7 @@ def load_base(name: str = "tiny-synthface", base_path: str | Path | None = None,
     import json
     sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    resolution = int(unet.config.sample_size) * factor
+    resolution = resolution or DEFAULT_RESOLUTION.get(name) or int(unet.config.sample_size) * factor
+    if resolution % factor:
+        raise BaseModelError(f"resolution {resolution} must be a multiple of the VAE's downsampling factor {factor}")
     return BaseModel(name, path, vae, text_encoder, tokenizer, unet, sched, resolution)

@@ -21,7 +21,9 @@ _ORDER = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
 def lora_target_names(unet) -> list[str]:
     names = [n for n, _ in unet.named_modules() if re.search(r"attentions\.\d+\.proj_out$", n)]
     if not names:
-        raise ValueError("this UNet has no cross-attention transformer blocks (no attentions.*.proj_out)")
+        from decobench.models.base import BaseModelError
+        raise BaseModelError("this UNet has no cross-attention transformer blocks (no attentions.*.proj_out) "
+                             "to put LoRA adapters on; use a Stable-Diffusion-style UNet2DConditionModel")
     return sorted(names, key=lambda n: (_ORDER[n.split(".")[0]], [int(x) if x.isdigit() else 0 for x in n.split(".")]))
 
 
@@ -59,18 +61,18 @@ def save_lora(unet, folder) -> None:
 
 
 class LoraFeatures:
-    """Forward hooks on the adapted layers: collect pooled outputs; optionally transform the first one.
+    """Forward hooks on the adapted layers: collect their outputs; optionally transform the first one.
 
     ``transform_first`` (e.g. CE+Mask's filter-generating network) replaces the first adapted layer's
     output before the rest of the UNet sees it; the transformed output is what gets recorded.
+    ``pop()`` returns (spatial outputs, adaptive-average-pooled outputs), in down -> mid -> up order.
     """
 
     def __init__(self, unet, targets: list[str], transform_first: Callable | None = None):
         modules = dict(unet.named_modules())
         self.targets = targets
         self.transform_first = transform_first
-        self.features: list[torch.Tensor] = []
-        self.enabled = True
+        self.spatial: list[torch.Tensor] = []
         self._handles = [modules[name].register_forward_hook(self._hook(i)) for i, name in enumerate(targets)]
         self.dims = [modules[name].out_channels if hasattr(modules[name], "out_channels")
                      else modules[name].base_layer.out_channels for name in targets]
@@ -79,14 +81,13 @@ class LoraFeatures:
         def hook(module, args, output):
             if i == 0 and self.transform_first is not None:
                 output = self.transform_first(output)
-            if self.enabled:
-                self.features.append(F.adaptive_avg_pool2d(output, 1).flatten(1))
+            self.spatial.append(output)
             return output
         return hook
 
-    def pop(self) -> list[torch.Tensor]:
-        out, self.features = self.features, []
-        return out
+    def pop(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        spatial, self.spatial = self.spatial, []
+        return spatial, [F.adaptive_avg_pool2d(h, 1).flatten(1) for h in spatial]
 
     def remove(self) -> None:
         for h in self._handles:

@@ -1,22 +1,30 @@
-"""DECO-Bench's prompt "A {age} year-old {race} {gender}", with a policy for the sensitive attribute."""
+"""DECO-Bench's prompt "A {age} year-old {race} {gender}", with a policy for the sensitive attribute.
+
+Policies: ``paper`` (the paper's prompt, every attribute named), ``without_sensitive`` (the sensitive
+attribute left out of the generator's input), ``null`` (the empty prompt).
+"""
 
 from __future__ import annotations
 
 from decobench.data.labels import AGE_BINS, GENDERS, RACES
 
-POLICIES = ("with_race", "without_race")
+POLICIES = ("paper", "without_sensitive", "null")
 
 
-def prompt_for(race: int, gender: int, age: int, policy: str = "with_race") -> str:
-    """``with_race`` is the paper's prompt; ``without_race`` keeps race out of the generator's input."""
+def prompt_for(race: int, gender: int, age: int, policy: str = "paper", sensitive: str = "race") -> str:
     if policy not in POLICIES:
         raise ValueError(f"prompt policy must be one of {POLICIES}, got {policy!r}")
-    race_part = f" {RACES[race]}" if policy == "with_race" else ""
-    return f"A {AGE_BINS[age]} year-old{race_part} {GENDERS[gender]}"
+    if policy == "null":
+        return ""
+    drop = sensitive if policy == "without_sensitive" else None
+    age_part = "A" if drop == "age" else f"A {AGE_BINS[age]} year-old"
+    race_part = "" if drop == "race" else f" {RACES[race]}"
+    gender_part = " person" if drop == "gender" else f" {GENDERS[gender]}"
+    return f"{age_part}{race_part}{gender_part}"
 
 
-def prompts_for(records, policy: str = "with_race") -> list[str]:
-    return [prompt_for(int(r), int(g), int(a), policy)
+def prompts_for(records, policy: str = "paper", sensitive: str = "race") -> list[str]:
+    return [prompt_for(int(r), int(g), int(a), policy, sensitive)
             for r, g, a in zip(records["race"], records["gender"], records["age"])]
 
 

@@ -1,7 +1,9 @@
 """Collect result files, validate them, and render one Markdown table per comparable group.
 
-Rows are comparable only within a group: same setup, regime, evaluation dataset, profile, base model
-and Fréchet-distance kind (FID and a local-feature Fréchet distance are never put in one table).
+Rows are comparable only under the same comparability key (split hashes, data fingerprints, base
+weights, resolution, attack versions, profile, prompt policy, evaluation and release config, schema
+major). Each cell is the mean ± standard deviation over the seeds present, with the seed count; a
+privacy cell whose every seed's CI includes chance or the majority rate is marked.
 """
 
 from __future__ import annotations
@@ -10,47 +12,73 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from decobench.results.schema import validate
+import numpy as np
 
-COLUMNS = [("privacy_pt_race", "Privacy PT race ↓"), ("privacy_probe_race", "Probe race ↓"),
-           ("privacy_cls_race", "Privacy CLS race ↓"), ("utility_cls_age", "Utility CLS age ↑"),
-           ("utility_cls_gender", "Utility CLS gender ↑")]
+from decobench.results.schema import SCHEMA_VERSION, validate
+from decobench.results.table import is_accuracy
 
 
-def collect(root: str | Path) -> list[dict]:
+def collect(root: str | Path, warn=print) -> list[dict]:
     out = []
     for p in sorted(Path(root).rglob("result.json")):
         if ".cache" in p.parts:
             continue
         r = json.loads(p.read_text())
+        if r.get("schema_version") != SCHEMA_VERSION:
+            warn(f"skipping {p}: schema v{r.get('schema_version')}, not v{SCHEMA_VERSION} (regenerate it)")
+            continue
         validate(r)
         r["_path"] = str(p)
         out.append(r)
     return out
 
 
-def _pct(v):
-    return "n/a" if v is None else f"{100 * v:.2f}"
+def _cell(ms: list[dict]) -> str:
+    vals = [m["value"] for m in ms if m.get("value") is not None]
+    if not vals:
+        return "n/a"
+    acc = is_accuracy(ms[0])
+    k = 100 if acc else 1
+    mean, std = k * float(np.mean(vals)), (k * float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
+    s = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+    if acc and ms[0]["direction"] == "lower_is_better" and all(
+            m.get("ci_includes_chance") or m.get("ci_includes_majority") for m in ms):
+        s += " °"
+    return s
 
 
 def render(results: list[dict]) -> str:
     groups = defaultdict(list)
     for r in results:
         for ev in r["evaluations"]:
-            fd = next(k for k in ev["metrics"] if k == "fid" or k.startswith("fd_"))
-            key = (r["setup"], r["regime"], ev["dataset"], r["config"]["profile"], r["base_model"], fd)
-            groups[key].append((r, ev))
+            groups[(r["comparability_key"], ev["dataset"])].append((r, ev))
     parts = []
-    for (setup, regime, ds, profile, base, fd), rows in sorted(groups.items()):
-        parts.append(f"### Setup {setup}, regime {regime}, evaluated on {ds} (profile {profile}, base {base})\n")
-        parts.append("| method | seed | " + " | ".join(c for _, c in COLUMNS) + f" | {fd} ↓ |")
-        parts.append("|---|---|" + "---|" * (len(COLUMNS) + 1))
-        real = rows[0][1]["baseline_real"]
-        parts.append("| Baseline (Real) | " + str(rows[0][0]["seed"]) + " | n/a | n/a | "
-                     + " | ".join(_pct(real[k]) for k, _ in COLUMNS[2:]) + " | — |")
-        for r, ev in sorted(rows, key=lambda x: (x[0]["method"], x[0]["seed"])):
-            m = ev["metrics"]
-            parts.append(f"| {r['method']} | {r['seed']} | " + " | ".join(_pct(m[k]["value"]) for k, _ in COLUMNS)
-                         + f" | {m[fd]['value']:.2f} |")
-        parts.append("")
+    for (key, ds), rows in sorted(groups.items(), key=lambda kv: (kv[1][0][0]["setup"], kv[0][1], kv[0][0])):
+        r0 = rows[0][0]
+        cols = list(dict.fromkeys(k for _, ev in rows for k in ev["metrics"]))
+        parts.append(f"### Setup {r0['setup']}, regime {r0['regime']}, {ds}: sensitive {r0['sensitive']}, "
+                     f"profile {r0['profile']}, prompt {r0['prompt_policy']}, base {r0['base_model']} "
+                     f"@ {r0['resolution']} px (key {key})\n")
+        arrows = {k: "↓" if rows[0][1]["metrics"].get(k, {}).get("direction") == "lower_is_better" else "↑"
+                  for k in cols}
+        parts.append("| method | seeds | " + " | ".join(f"{k} {arrows[k]}" for k in cols) + " |")
+        parts.append("|---|---|" + "---|" * len(cols))
+        by_method = defaultdict(list)
+        for r, ev in rows:
+            by_method[r["method"]].append((r, ev))
+        for label, ref_key in (("Baseline (Real)", "baseline_real"), ("real vs real (floor)", "real_vs_real")):
+            cells = []
+            for k in cols:  # a reference is shared by every method of a seed: count each distinct one once
+                found = [ev["reference"].get(ref_key, {}).get(k) for _, ev in rows]
+                ms = list({json.dumps(m, sort_keys=True): m for m in found if m}.values())
+                cells.append(_cell([{**m, "direction": "higher_is_better"} for m in ms]) if ms else "—")
+            if any(c != "—" for c in cells):
+                parts.append(f"| {label} | | " + " | ".join(cells) + " |")
+        for method, mrows in sorted(by_method.items()):
+            seeds = sorted(r["seed"] for r, _ in mrows)
+            cells = [_cell([ev["metrics"][k] for _, ev in mrows if k in ev["metrics"]]) for k in cols]
+            parts.append(f"| {method} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+        commits = sorted({r["decobench_commit"] for r, _ in rows})
+        parts.append(f"\nAccuracies in %, mean ± std over seeds; ° = every seed's 95 % CI includes chance or the "
+                     f"majority rate. KID × 1000. Commit(s): {', '.join(commits)}.\n")
     return "\n".join(parts)

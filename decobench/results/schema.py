@@ -1,10 +1,15 @@
-"""The result-file schema (version 1). ``validate`` reports every problem at once, by field."""
+"""The result-file schema (version 2). ``validate`` reports every problem at once, by field.
+
+v2 (core v2): metrics come from attack plugins, each a record with direction, chance, majority rate
+and a CI; runs carry a comparability key, the method's version and hyperparameters, the sensitive
+attribute, base-weight hash and resolution. v1 files (before core v2) are not comparable with v2.
+"""
 
 from __future__ import annotations
 
 import jsonschema
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _metric = {
     "type": "object",
@@ -13,50 +18,51 @@ _metric = {
         "value": {"type": ["number", "null"]},
         "direction": {"enum": ["higher_is_better", "lower_is_better"]},
         "chance": {"type": ["number", "null"]},
+        "majority": {"type": "number"},
+        "balanced_accuracy": {"type": "number"},
+        "ci": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "ci_includes_chance": {"type": "boolean"},
+        "ci_includes_majority": {"type": "boolean"},
         "note": {"type": "string"},
     },
 }
 _evaluation = {
     "type": "object",
-    "required": ["dataset", "metrics", "baseline_real"],
+    "required": ["dataset", "metrics", "reference", "attack_info"],
     "properties": {
         "dataset": {"type": "string"},
-        "released_images": {"type": "integer"},
-        "test_images": {"type": "integer"},
-        "metrics": {
-            "type": "object",
-            "required": ["privacy_cls_race", "privacy_pt_race", "privacy_probe_race", "utility_cls_age",
-                         "utility_cls_gender"],
-            "properties": {k: _metric for k in ("privacy_cls_race", "privacy_pt_race", "privacy_probe_race",
-                                                 "utility_cls_age", "utility_cls_gender")},
-            "patternProperties": {"^(fid|fd_[a-z0-9_]+)$": _metric},
-            "additionalProperties": False,
-        },
-        "baseline_real": {"type": "object",
-                          "required": ["privacy_cls_race", "utility_cls_age", "utility_cls_gender"]},
+        "metrics": {"type": "object", "minProperties": 1, "additionalProperties": _metric},
+        "reference": {"type": "object"},
+        "attack_info": {"type": "object"},
     },
 }
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "required": ["schema_version", "method", "method_origin", "setup", "regime", "datasets", "split_hashes",
-                 "config", "config_hash", "seed", "decobench_version", "decobench_commit", "packages",
-                 "hardware", "stage_seconds", "evaluations", "parameter_counts"],
+    "required": ["schema_version", "method", "method_origin", "method_version", "method_params", "setup", "regime",
+                 "sensitive", "profile", "prompt_policy", "datasets", "split_hashes", "data_fingerprints", "config",
+                 "config_hash", "seed", "base_model", "base_weights", "resolution", "attacks", "decobench_version",
+                 "decobench_commit", "packages", "hardware", "stage_seconds", "evaluations", "parameter_counts",
+                 "comparability_key"],
     "properties": {
         "schema_version": {"const": SCHEMA_VERSION},
-        "method": {"type": "string"}, "method_origin": {"type": "string"},
-        "setup": {"enum": ["A", "B", "C"]}, "regime": {"enum": ["G", "V+G", "Tr+V+G"]},
+        "method": {"type": "string"}, "method_origin": {"type": "string"}, "method_version": {"type": "string"},
+        "method_params": {"type": "object"},
+        "setup": {"type": "string"}, "regime": {"enum": ["G", "V+G", "Tr+V+G"]},
+        "sensitive": {"type": "string"}, "profile": {"type": "string"}, "prompt_policy": {"type": "string"},
         "datasets": {"type": "object", "required": ["train", "evaluate"]},
-        "split_hashes": {"type": "object"},
+        "split_hashes": {"type": "object"}, "data_fingerprints": {"type": "object"},
         "config": {"type": "object"}, "config_hash": {"type": "string"},
         "seed": {"type": "integer"},
-        "base_model": {"type": "string"},
+        "base_model": {"type": "string"}, "base_weights": {"type": "string"}, "resolution": {"type": "integer"},
+        "attacks": {"type": "object", "minProperties": 1},
         "decobench_version": {"type": "string"}, "decobench_commit": {"type": "string"},
         "packages": {"type": "object"}, "hardware": {"type": "object"},
         "stage_seconds": {"type": "object", "additionalProperties": {"type": "number"}},
         "evaluations": {"type": "array", "minItems": 1, "items": _evaluation},
         "parameter_counts": {"type": "object"},
         "training": {"type": "object"},
+        "comparability_key": {"type": "string"},
     },
 }
 

@@ -3,28 +3,57 @@
 from __future__ import annotations
 
 
-def _pct(v) -> str:
+def pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}"
+
+
+def _fmt(m: dict | None, scale_pct: bool) -> str:
+    if m is None or m.get("value") is None:
+        return "n/a"
+    return pct(m["value"]) if scale_pct else f"{m['value']:.3f}"
+
+
+def is_accuracy(m: dict) -> bool:
+    return "majority" in m
+
+
+def flags(m: dict) -> str:
+    out = []
+    if m.get("ci_includes_chance"):
+        out.append("CI∋chance")
+    if m.get("ci_includes_majority"):
+        out.append("CI∋majority")
+    return " ".join(out)
 
 
 def summary_table(result: dict) -> str:
     lines = [f"{result['method']} | setup {result['setup']} | regime {result['regime']} | seed {result['seed']} | "
-             f"profile {result['config']['profile']} | base {result['base_model']}"]
+             f"profile {result['profile']} | sensitive {result['sensitive']} | prompt {result['prompt_policy']} | "
+             f"base {result['base_model']} @ {result['resolution']} px"]
+    tr = result.get("training", {})
+    lines.append(f"  training: {tr.get('steps')} steps, checkpoint selected at step {tr.get('selected_step')} "
+                 f"on {tr.get('select_on')} (eligible from step {tr.get('select_from_step')})")
     for ev in result["evaluations"]:
-        m, real = ev["metrics"], ev["baseline_real"]
-        fd_key = next(k for k in m if k == "fid" or k.startswith("fd_"))
-        lines.append(f"  on {ev['dataset']} ({ev['released_images']} released, {ev['test_images']} test images)")
-        lines.append(f"    {'metric':<22}{'this method':>12}{'Baseline (Real)':>17}{'chance':>9}{'majority':>10}")
-        rows = [("privacy_cls_race  ↓", m["privacy_cls_race"]["value"], real["privacy_cls_race"], "race"),
-                ("privacy_pt_race   ↓", m["privacy_pt_race"]["value"], None, "race"),
-                ("privacy_probe_race↓", m["privacy_probe_race"]["value"], None, "race"),
-                ("utility_cls_age   ↑", m["utility_cls_age"]["value"], real["utility_cls_age"], "age"),
-                ("utility_cls_gender↑", m["utility_cls_gender"]["value"], real["utility_cls_gender"], "gender")]
-        chance = {"race": 0.2, "gender": 0.5, "age": 1 / 9}
-        for name, v, r, a in rows:
-            lines.append(f"    {name:<22}{_pct(v):>12}{(_pct(r) if r is not None else '-'):>17}"
-                         f"{_pct(chance[a]):>9}{_pct(ev['majority_class_rate'][a]):>10}")
-        lines.append(f"    {fd_key + ' ↓':<22}{m[fd_key]['value']:>12.3f}")
+        ref = ev["reference"].get("baseline_real", {})
+        floor = ev["reference"].get("real_vs_real", {})
+        lines.append(f"  on {ev['dataset']}")
+        lines.append(f"    {'metric':<34}{'value':>9}{'95% CI':>17}{'bal.acc':>9}{'chance':>8}{'majority':>9}"
+                     f"{'Real':>8}  flags")
+        for name, m in ev["metrics"].items():
+            arrow = "↓" if m["direction"] == "lower_is_better" else "↑"
+            if is_accuracy(m):
+                ci = f"[{pct(m['ci'][0])}, {pct(m['ci'][1])}]"
+                real = ref.get(name, {}).get("value")
+                lines.append(f"    {name + ' ' + arrow:<34}{pct(m['value']):>9}{ci:>17}{pct(m['balanced_accuracy']):>9}"
+                             f"{pct(m['chance']):>8}{pct(m['majority']):>9}{(pct(real) if real is not None else '-'):>8}"
+                             f"  {flags(m)}")
+            elif m.get("value") is None:
+                lines.append(f"    {name + ' ' + arrow:<34}{'n/a':>9}  {m.get('note', '')}")
+            else:
+                ci = f"[{m['ci'][0]:.2f}, {m['ci'][1]:.2f}]" if "ci" in m else ""
+                fl = floor.get(name, {}).get("value")
+                lines.append(f"    {name + ' ' + arrow:<34}{m['value']:>9.3f}{ci:>17}"
+                             + (f"   real-vs-real floor {fl:.3f}" if fl is not None else ""))
     secs = result["stage_seconds"]
     lines.append("  wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in secs.items()))
     return "\n".join(lines)

@@ -1,11 +1,13 @@
 """Stages cached by content hash: a finished stage is a folder with a DONE marker, written last.
 
 A killed run leaves at most a ``*.partial`` folder, which the next run discards and redoes, so a
-half-written stage never looks whole.
+half-written stage never looks whole. Two runs sharing one cache (one ``--out``) take an exclusive
+file lock per stage: the second waits while the first computes, then reads the finished stage.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 from contextlib import contextmanager
@@ -13,6 +15,18 @@ from pathlib import Path
 
 from decobench.io import atomic_write_json
 from decobench.run.config import config_hash
+
+
+@contextmanager
+def file_lock(path: Path):
+    """Exclusive advisory lock held for the block (released by the OS if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class StageCache:
@@ -32,11 +46,15 @@ class StageCache:
         if self.done(final):
             yield final, True
             return
-        partial = final.with_name(final.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        atomic_write_json(partial / "inputs.json", json.loads(json.dumps(inputs, default=str)))
-        yield partial, False
-        atomic_write_json(partial / "DONE", {"stage": stage})
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
+        with file_lock(self.root / ".locks" / f"{final.name}.lock"):
+            if self.done(final):  # another run finished it while this one waited
+                yield final, True
+                return
+            partial = final.with_name(final.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            atomic_write_json(partial / "inputs.json", json.loads(json.dumps(inputs, default=str)))
+            yield partial, False
+            atomic_write_json(partial / "DONE", {"stage": stage})
+            shutil.rmtree(final, ignore_errors=True)
+            partial.rename(final)

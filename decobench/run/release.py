@@ -29,7 +29,14 @@ def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu"):
         vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
         scheduler=schedulers[cfg.scheduler].from_config(sc), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
-    pipe.load_lora_weights(str(lora_dir), weight_name="pytorch_lora_weights.safetensors", adapter_name="deco")
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()  # "no LoRA keys for the text encoder" is expected: only the UNet is adapted
+    try:
+        pipe.load_lora_weights(str(lora_dir), weight_name="pytorch_lora_weights.safetensors", adapter_name="deco")
+    finally:
+        dlogging.set_verbosity(level)
     pipe.fuse_lora(lora_scale=cfg.lora_scale)
     pipe.unload_lora_weights()  # fused into the base weights; drop the adapter modules
     handle = None

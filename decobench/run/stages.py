@@ -1,4 +1,4 @@
-"""The cached stages of a run. Each takes what it needs and returns plain tensors/arrays."""
+"""Cached data stages of a run: split ids, VAE latents + text states + labels of a split."""
 
 from __future__ import annotations
 
@@ -7,11 +7,21 @@ import torch
 from tqdm import tqdm
 
 from decobench.data.labels import CLASSES
-from decobench.evaluation.classifier import accuracy, resnet18, to_tensor, train_classifier
 from decobench.models.prompts import encode_prompts, prompts_for
 from decobench.run.train import LatentSet
 
-ATTRS = ("race", "gender", "age")
+ATTRS = ("race", "gender", "age")  # the attributes CLS scores (sensitive + utility)
+# labels a method may see (whichever the dataset has): categorical as long, continuous as float
+CATEGORICAL = ("race", "gender", "age", "identity", "expression", "profile")
+CONTINUOUS = ("yaw_deg", "pitch_deg", "roll_deg")
+
+
+def n_classes(records) -> dict[str, int]:
+    out = {a: len(c) for a, c in CLASSES.items()}
+    for a in ("expression", "profile"):
+        if a in records:
+            out[a] = int(records[a].max()) + 1
+    return out
 
 
 def subset_ids(ids: list[str], k: int | None) -> list[str]:
@@ -20,6 +30,13 @@ def subset_ids(ids: list[str], k: int | None) -> list[str]:
         return list(ids)
     keep = np.sort(np.random.default_rng(0).permutation(len(ids))[:k])
     return [ids[i] for i in keep]
+
+
+def labels_of(rows) -> dict[str, torch.Tensor]:
+    out = {a: torch.tensor(rows[a].to_numpy(), dtype=torch.long) for a in CATEGORICAL
+           if a in rows and (rows[a] >= 0).all()}
+    out.update({a: torch.tensor(rows[a].to_numpy(), dtype=torch.float32) for a in CONTINUOUS if a in rows})
+    return out
 
 
 @torch.no_grad()
@@ -33,48 +50,27 @@ def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
     return torch.cat(means), torch.cat(stds)
 
 
-def latent_set(cache, base, ds, split: str, ids: list[str], policy: str, device) -> LatentSet:
-    """VAE posterior + text states of a split, computed once per (dataset, split, base, policy)."""
-    inputs = {"dataset": ds.name, "fingerprint": ds.fingerprint(), "split": split, "ids": ids,
-              "base": base.name, "base_path": str(base.path), "resolution": base.resolution, "policy": policy}
+def base_key(base, device) -> dict:
+    """What a stage computed with the base model depends on: its weights' content, size, device."""
+    return {"base": base.name, "weights": base.weights_digest(), "resolution": base.resolution,
+            "device": str(device), "precision": "bf16-autocast" if str(device).startswith("cuda") else "fp32"}
+
+
+def latent_set(cache, base, ds, split: str, ids: list[str], policy: str, sensitive: str, device) -> LatentSet:
+    """VAE posterior + text states + labels of a split, once per (data, ids, base weights, prompt policy)."""
+    inputs = {"dataset": ds.name, "fingerprint": ds.fingerprint(), "split": split, "ids": ids, **base_key(base, device),
+              "policy": policy, "sensitive": sensitive if policy == "without_sensitive" else None, "format": 2}
     with cache.stage("latents", inputs) as (folder, cached):
         if not cached:
             rows = ds.records.iloc[ds.index_of(ids)]
             mean, std = encode_latents(base.vae, ds.load_images(ids, base.resolution), device)
-            text = encode_prompts(base.tokenizer, base.text_encoder, prompts_for(rows, policy), device)
-            race = torch.tensor(rows["race"].to_numpy(), dtype=torch.long)
-            torch.save({"mean": mean.half(), "std": std.half(), "text": text.cpu().half(), "race": race},
+            text = encode_prompts(base.tokenizer, base.text_encoder, prompts_for(rows, policy, sensitive), device)
+            torch.save({"mean": mean.half(), "std": std.half(), "text": text.cpu().half(), "labels": labels_of(rows)},
                        folder / "latents.pt")
     d = torch.load(cache.key("latents", inputs) / "latents.pt")
-    return LatentSet(d["mean"], d["std"], d["text"], d["race"])
+    return LatentSet(d["mean"], d["std"], d["text"], d["labels"])
 
 
-def labels_of(rows) -> dict[str, torch.Tensor]:
-    return {a: torch.tensor(rows[a].to_numpy(), dtype=torch.long) for a in ATTRS}
-
-
-def train_attribute_classifiers(cache, tag: dict, train_images: np.ndarray, train_rows, val_images, val_rows,
-                                test_images, test_rows, cfg, seed: int, device, desc: str):
-    """Three ResNet18s (race, gender, age) trained on one image set; Test accuracy of each (cached)."""
-    inputs = {**tag, "classifier": cfg.as_dict(), "seed": seed, "n_train": len(train_images),
-              "n_test": len(test_images)}
-    with cache.stage("classifiers", inputs) as (folder, cached):
-        if not cached:
-            xs = {k: to_tensor(v, cfg.image_size) for k, v in
-                  (("train", train_images), ("val", val_images), ("test", test_images))}
-            ys = {"train": labels_of(train_rows), "val": labels_of(val_rows), "test": labels_of(test_rows)}
-            state, acc, epochs = {}, {}, {}
-            for a in ATTRS:
-                model, hist = train_classifier(xs["train"], ys["train"][a], xs["val"], ys["val"][a],
-                                               len(CLASSES[a]), cfg, seed=seed, desc=f"{desc} {a}", device=device)
-                acc[a] = accuracy(model, xs["test"].to(device), ys["test"][a].to(device))
-                epochs[a] = len(hist)
-                state[a] = {k: v.cpu() for k, v in model.state_dict().items()}
-            torch.save({"state": state, "accuracy": acc, "epochs": epochs}, folder / "classifiers.pt")
-    d = torch.load(cache.key("classifiers", inputs) / "classifiers.pt")
-    models = {}
-    for a in ATTRS:
-        m = resnet18(len(CLASSES[a]))
-        m.load_state_dict(d["state"][a])
-        models[a] = m.eval()
-    return d["accuracy"], d["epochs"], models
+def null_text(base, device) -> torch.Tensor:
+    """Text states of the empty prompt, [1, tokens, dim]."""
+    return encode_prompts(base.tokenizer, base.text_encoder, [""], device).float()

@@ -1,11 +1,17 @@
-"""LoRA decoupling training (DECO-Bench §4.2, A.3) on cached VAE latents and text embeddings.
+"""LoRA decoupling training (DECO-Bench §4.2, A.3) through method interface v2, on cached latents.
 
-Two players, two optimisers:
-  generator = LoRA adapters + the method's generator modules; minimises
-              diffusion MSE + sum(method.generator_losses(features, race))
-  adversary = the method's adversary modules; minimises sum(method.adversary_losses(features.detach(), race))
-Every method also gets a *shadow probe* (a linear race classifier on detached features, never
-seen by the generator) so that the adversary's view is comparable across methods, baseline included.
+Each step: noisy latents -> UNet (LoRA features hooked) -> a :class:`StepContext` -> the method's loss
+terms per player. The ``generator`` player (LoRA adapters + the method's generator modules) minimises
+diffusion MSE + its terms; every other player minimises its own terms. Each player's gradient is taken
+with respect to its own parameters only (``torch.autograd.grad``), then every player of the current
+phase steps. A *shadow probe* (a linear head on detached features that the generator never fights)
+is trained beside every method, so the sensitive attribute's readability on V compares across methods.
+
+Checkpoint selection (why it cannot keep the least-decoupled model): a checkpoint is eligible only
+after ``select_after`` x max_steps steps — by then the adversary game has run — and among eligible
+evaluations the one with the lowest *full generator objective on V* (MSE + the method's generator
+terms, fixed noise) is kept; early stopping counts patience only among eligible evaluations. The chosen
+step is recorded. ``select_on=val_mse`` selects on the MSE alone (the old rule, for comparison).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from decobench.methods.base import concat
+from decobench.methods.base import GENERATOR, OptimGroup, StepContext
 from decobench.models.lora import LoraFeatures, add_lora, parameter_counts
 
 
@@ -27,134 +33,231 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+class MethodInterfaceError(Exception):
+    """A method plugin breaks the interface (unregistered parameters, unknown players, DP groups...)."""
+
+
 @dataclass
 class LatentSet:
-    """Frozen inputs of one split: VAE posterior mean/std (unscaled), text states, race labels."""
+    """Frozen inputs of one split: VAE posterior mean/std (unscaled), text states, every label."""
 
     mean: torch.Tensor
     std: torch.Tensor
     text: torch.Tensor
-    race: torch.Tensor
+    labels: dict[str, torch.Tensor]
 
     def __len__(self) -> int:
-        return len(self.race)
+        return len(self.mean)
 
     def subset(self, idx) -> "LatentSet":
-        return LatentSet(self.mean[idx], self.std[idx], self.text[idx], self.race[idx])
+        return LatentSet(self.mean[idx], self.std[idx], self.text[idx], {k: v[idx] for k, v in self.labels.items()})
+
+    @staticmethod
+    def concat(sets: list["LatentSet"]) -> "LatentSet":
+        keys = set.intersection(*(set(s.labels) for s in sets))
+        return LatentSet(torch.cat([s.mean for s in sets]), torch.cat([s.std for s in sets]),
+                         torch.cat([s.text for s in sets]), {k: torch.cat([s.labels[k] for s in sets]) for k in keys})
 
 
-def _noise_batch(lat: LatentSet, idx, scaling, sched, g, device):
-    mean, std = lat.mean[idx].to(device).float(), lat.std[idx].to(device).float()
-    x0 = (mean + std * torch.randn(mean.shape, generator=g).to(device)) * scaling
-    noise = torch.randn(x0.shape, generator=g).to(device)
-    t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=g).to(device)
-    return sched.add_noise(x0, noise, t), noise, t
+def interface_problems(method) -> list[str]:
+    """Everything wrong with a method's players, optimiser groups and phases, all at once."""
+    problems = []
+    players = set(method.players)
+    if GENERATOR not in players:
+        problems.append(f"players must include {GENERATOR!r} (it owns the LoRA); got {sorted(players)}")
+    groups = method.optimizer_groups()
+    for g in groups:
+        if g.player not in players:
+            problems.append(f"optimizer group {g.name or '?'} names player {g.player!r}; players: {sorted(players)}")
+        if g.dp:
+            problems.append(f"optimizer group {g.name or g.player} asks for DP-SGD, which this trainer does not "
+                            f"run yet (DP training lands with the DP methods)")
+    grouped = {id(p) for g in groups for p in g.params}
+    for name, p in method.named_parameters():
+        if p.requires_grad and id(p) not in grouped:
+            problems.append(f"parameter {name!r} requires grad but is in no optimizer group: put its module in a "
+                            f"player's ModuleDict (self.generator[...] / self.adversary[...]) or return it from "
+                            f"optimizer_groups()")
+    phases = method.phases
+    if not phases:
+        problems.append("phases is empty")
+    for ph in phases:
+        if not set(ph.players) <= players:
+            problems.append(f"phase {ph.name!r} steps unknown players {sorted(set(ph.players) - players)}")
+        if not 0 < ph.fraction <= 1:
+            problems.append(f"phase {ph.name!r} has fraction {ph.fraction}; it must be in (0, 1]")
+    if phases and abs(sum(ph.fraction for ph in phases) - 1) > 1e-6:
+        problems.append(f"phase fractions add up to {sum(ph.fraction for ph in phases)}, not 1")
+    return problems
+
+
+def phase_at(phases, step: int, max_steps: int):
+    edge = 0.0
+    for ph in phases:
+        edge += ph.fraction * max_steps
+        if step <= edge + 1e-9:
+            return ph
+    return phases[-1]
 
 
 class Trainer:
-    def __init__(self, base, method, cfg, device="cpu", seed=0, log=print):
+    def __init__(self, base, method, cfg, sensitive: str = "race", device="cpu", seed=0, log=print):
         from diffusers import DDPMScheduler
 
         self.base, self.method, self.cfg, self.device, self.log = base, method, cfg, device, log
-        self.seed = seed
+        self.sensitive, self.seed = sensitive, seed
         sc = {k: v for k, v in base.scheduler_config.items() if not k.startswith("_")}
         self.sched = DDPMScheduler.from_config(sc)
         self.scaling = base.vae.config.scaling_factor
         base.freeze_frozen_parts()
+        torch.manual_seed(seed)  # the LoRA's initialisation depends on the seed alone, not on the method
         self.targets = add_lora(base.unet, rank=cfg.lora_rank)
         self.counts = parameter_counts(base.unet)
-        self.hooks = LoraFeatures(base.unet, self.targets,
-                                  method.transform_first if method.uses_transform() else None)
+        self.hooks = LoraFeatures(base.unet, self.targets, method.transform_first if method.uses_transform() else None)
         self.method.to(device)
-        self.probe = torch.nn.Linear(sum(self.hooks.dims), method.n_sensitive).to(device)
+        self.probe = torch.nn.Linear(sum(self.hooks.dims), method.spec.n_sensitive).to(device)
         self.lora_params = [p for p in base.unet.parameters() if p.requires_grad]
-        self.counts["method_generator_params"] = sum(p.numel() for p in method.generator_parameters())
-        self.counts["method_adversary_params"] = sum(p.numel() for p in method.adversary_parameters())
+        self.groups = self._groups()
+        for player in {g.player for g in self.groups}:
+            n = sum(p.numel() for g in self.groups if g.player == player for p in g.params)
+            self.counts[f"method_{player}_params"] = n - (self.counts["lora_trainable"] if player == GENERATOR else 0)
 
-    def _forward(self, lat: LatentSet, idx, g):
-        noisy, noise, t = _noise_batch(lat, idx, self.scaling, self.sched, g, self.device)
-        pred = self.base.unet(noisy, t, lat.text[idx].to(self.device).float()).sample
-        return F.mse_loss(pred.float(), noise), self.hooks.pop()
+    def _groups(self) -> list[OptimGroup]:
+        problems = interface_problems(self.method)
+        if problems:
+            raise MethodInterfaceError(f"method {type(self.method).__name__}: " + "; ".join(problems))
+        return [OptimGroup(GENERATOR, self.lora_params, name="lora")] + [
+            g for g in self.method.optimizer_groups() if g.params]
+
+    def _optimisers(self):
+        from diffusers.optimization import get_scheduler
+
+        cfg, opts = self.cfg, {}
+        for player in dict.fromkeys(g.player for g in self.groups):
+            base_lr = cfg.lr if player == GENERATOR else cfg.adversary_lr
+            pg = [{"params": g.params, "lr": base_lr * g.lr_scale,
+                   "weight_decay": cfg.weight_decay if g.weight_decay is None else g.weight_decay}
+                  for g in self.groups if g.player == player]
+            opt = torch.optim.AdamW(pg)
+            warm = cfg.warmup_steps if player == GENERATOR else 0
+            opts[player] = (opt, get_scheduler("constant_with_warmup", opt, num_warmup_steps=warm),
+                            [p for g in pg for p in g["params"]])
+        probe_opt = torch.optim.AdamW(self.probe.parameters(), lr=cfg.adversary_lr, weight_decay=cfg.weight_decay)
+        return opts, probe_opt
 
     def _autocast(self):
-        on_cuda = str(self.device).startswith("cuda")
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda)
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(self.device).startswith("cuda"))
+
+    def _context(self, lat: LatentSet, idx, g, step=0, phase="joint", training=True, timestep=None, text=None):
+        dev = self.device
+        mean, std = lat.mean[idx].to(dev).float(), lat.std[idx].to(dev).float()
+        x0 = (mean + std * torch.randn(mean.shape, generator=g).to(dev)) * self.scaling if training else mean * self.scaling
+        noise = torch.randn(x0.shape, generator=g).to(dev)
+        if timestep is None:
+            t = torch.randint(0, self.sched.config.num_train_timesteps, (len(idx),), generator=g).to(dev)
+        else:
+            t = torch.full((len(idx),), timestep, dtype=torch.long, device=dev)
+        noisy = self.sched.add_noise(x0, noise, t)
+        states = (lat.text[idx] if text is None else text.expand(len(idx), -1, -1)).to(dev).float()
+        with self._autocast():
+            pred = self.base.unet(noisy, t, states).sample
+        spatial, pooled = self.hooks.pop()
+        return StepContext(latents=x0, noisy_latents=noisy, timesteps=t, noise=noise, prediction=pred.float(),
+                           spatial=[h.float() for h in spatial], pooled=[f.float() for f in pooled],
+                           labels={k: v[idx].to(dev) for k, v in lat.labels.items()}, sensitive=self.sensitive,
+                           step=step, phase=phase, training=training)
+
+    def _terms(self, ctx) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
+        mse = F.mse_loss(ctx.prediction, ctx.noise)
+        terms = self.method.losses(ctx) or {}
+        unknown = set(terms) - set(self.method.players)
+        if unknown:
+            raise MethodInterfaceError(f"method {type(self.method).__name__} returned losses for unknown players "
+                                       f"{sorted(unknown)}; players: {sorted(self.method.players)}")
+        return mse, terms
 
     @torch.no_grad()
     def evaluate(self, val: LatentSet) -> dict:
-        """Diffusion MSE on V with fixed noise, and the adversary's / probe's race accuracy on V."""
+        """On V with fixed noise: diffusion MSE, the full generator objective, adversary and probe accuracy."""
         self.base.unet.eval()
         g = torch.Generator().manual_seed(1234)
-        mse, n, adv_ok, probe_ok = 0.0, 0, 0, 0
+        sums = {"val_mse": 0.0, "val_generator_objective": 0.0, "adv_ok": 0, "probe_ok": 0}
         for i in range(0, len(val), 256):
             idx = torch.arange(i, min(i + 256, len(val)))
-            with self._autocast():
-                loss, feats = self._forward(val, idx, g)
-            feats = [f.float() for f in feats]
-            race = val.race[idx].to(self.device)
-            mse += loss.item() * len(idx)
-            n += len(idx)
-            logits = self.method.adversary_logits(feats)
+            ctx = self._context(val, idx, g, training=False)
+            mse, terms = self._terms(ctx)
+            gen = mse + sum(terms.get(GENERATOR, {}).values(), torch.zeros((), device=mse.device))
+            y = ctx.sensitive_labels
+            sums["val_mse"] += mse.item() * len(idx)
+            sums["val_generator_objective"] += gen.item() * len(idx)
+            logits = self.method.adversary_logits(ctx.pooled)
             if logits is not None:
-                adv_ok += (logits.argmax(1) == race).sum().item()
-            probe_ok += (self.probe(concat(feats)).argmax(1) == race).sum().item()
-        has_adv = self.method.adversary_parameters() != []
+                sums["adv_ok"] += (logits.argmax(1) == y).sum().item()
+            sums["probe_ok"] += (self.probe(ctx.features).argmax(1) == y).sum().item()
         self.base.unet.train()
-        return {"val_mse": mse / n, "val_adversary_acc": adv_ok / n if has_adv else None,
-                "val_shadow_probe_acc": probe_ok / n}
+        n = len(val)
+        return {"val_mse": sums["val_mse"] / n, "val_generator_objective": sums["val_generator_objective"] / n,
+                "val_adversary_acc": sums["adv_ok"] / n if self.method.has_adversary() else None,
+                "val_shadow_probe_acc": sums["probe_ok"] / n}
 
     def fit(self, train: LatentSet, val: LatentSet) -> dict:
-        from diffusers.optimization import get_scheduler
-
         cfg = self.cfg
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
-        gen_params = self.lora_params + self.method.generator_parameters()
-        opt_g = torch.optim.AdamW(gen_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        lr_g = get_scheduler("constant_with_warmup", opt_g, num_warmup_steps=cfg.warmup_steps)
-        adv_params = self.method.adversary_parameters() + list(self.probe.parameters())
-        opt_a = torch.optim.AdamW(adv_params, lr=cfg.adversary_lr, weight_decay=cfg.weight_decay)
+        opts, probe_opt = self._optimisers()
+        phases = self.method.phases
         self.base.unet.train()
-        best, best_state, since, history = math.inf, None, 0, []
+        self.method.train()
+        select_from = math.ceil(cfg.select_after * cfg.max_steps)
+        best, best_state, best_step, since, history = math.inf, None, None, 0, []
         step_losses: dict[str, list[float]] = {}
         bar = tqdm(range(1, cfg.max_steps + 1), desc="train LoRA", unit="step", leave=False)
+        steps_per_epoch = max(1, len(train) // cfg.batch_size)
         for step in bar:
+            phase = phase_at(phases, step, cfg.max_steps)
             idx = torch.randint(0, len(train), (min(cfg.batch_size, len(train)),), generator=g)
-            race = train.race[idx].to(self.device)
-            with self._autocast():
-                mse, feats = self._forward(train, idx, g)
-            feats = [f.float() for f in feats]
-            gen_terms = self.method.generator_losses(feats, race)
-            loss_g = mse + sum(gen_terms.values(), torch.zeros((), device=self.device))
-            detached = [f.detach() for f in feats]
-            adv_terms = self.method.adversary_losses(detached, race)
-            adv_terms["shadow_probe_ce"] = F.cross_entropy(self.probe(concat(detached)), race)
-            loss_a = sum(adv_terms.values())
-            if not (torch.isfinite(loss_g) and torch.isfinite(loss_a)):
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {step} (generator {loss_g.item()}, adversary {loss_a.item()}); "
-                    f"nothing was saved. Lower --set lr (now {cfg.lr}) or adv_weight (now {cfg.adv_weight}).")
-            # generator step: LoRA + generator modules; adversary grads from this pass are discarded
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            torch.nn.utils.clip_grad_norm_(gen_params, cfg.grad_clip)
-            opt_g.step()
-            lr_g.step()
-            # adversary step on detached features: never reaches the LoRA
-            opt_a.zero_grad(set_to_none=True)
-            loss_a.backward()
-            torch.nn.utils.clip_grad_norm_(adv_params, cfg.grad_clip)
-            opt_a.step()
-            for k, v in {"mse": mse, **gen_terms, **adv_terms}.items():
+            ctx = self._context(train, idx, g, step, phase.name)
+            ctx.epoch = (step - 1) // steps_per_epoch
+            mse, terms = self._terms(ctx)
+            totals = {p: sum(terms.get(p, {}).values(), torch.zeros((), device=mse.device)) for p in opts}
+            totals[GENERATOR] = totals[GENERATOR] + mse
+            probe_loss = F.cross_entropy(self.probe(ctx.features.detach()), ctx.sensitive_labels)
+            for p, v in [*totals.items(), ("shadow_probe", probe_loss)]:
+                if not torch.isfinite(v):
+                    raise NonFiniteLossError(
+                        f"non-finite {p} loss ({v.item()}) at step {step}; nothing was saved. Lower --set lr "
+                        f"(now {cfg.lr}) or the method's loss weights (--set method.<key>=...)")
+            stepping = [p for p in opts if p in phase.players]
+            grads = {}
+            for k, p in enumerate(stepping):
+                params = opts[p][2]
+                gs = torch.autograd.grad(totals[p], params, retain_graph=k < len(stepping) - 1, allow_unused=True)
+                grads[p] = gs
+            for p in stepping:  # every player of the phase steps on gradients from the same forward pass
+                opt, sched, params = opts[p]
+                for prm, gr in zip(params, grads[p]):
+                    prm.grad = gr
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            probe_opt.zero_grad(set_to_none=True)
+            probe_loss.backward()
+            probe_opt.step()
+            flat = {"mse": mse, "shadow_probe_ce": probe_loss, **{f"{p}/{k}": v for p, t in terms.items() for k, v in t.items()}}
+            for k, v in flat.items():
                 step_losses.setdefault(k, []).append(float(v.detach()))
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 ev = self.evaluate(val)
-                ev.update({"step": step, **{k: float(np.mean(v)) for k, v in step_losses.items()}})
+                ev.update({"step": step, "phase": phase.name, **{k: float(np.mean(v)) for k, v in step_losses.items()}})
                 step_losses = {}
                 history.append(ev)
                 bar.set_postfix(val_mse=f"{ev['val_mse']:.4f}", probe=f"{ev['val_shadow_probe_acc']:.2f}")
-                if ev["val_mse"] < best - cfg.min_delta:
-                    best, since = ev["val_mse"], 0
+                if step < select_from:
+                    continue
+                score = ev["val_generator_objective" if cfg.select_on == "generator_objective" else "val_mse"]
+                if score < best - cfg.min_delta:
+                    best, best_step, since = score, step, 0
                     best_state = self._snapshot()
                 else:
                     since += 1
@@ -162,7 +265,9 @@ class Trainer:
                         break
         if best_state is not None:
             self._restore(best_state)
-        return {"history": history, "best_val_mse": best, "steps": step, "parameter_counts": self.counts}
+        self.method.eval()
+        return {"history": history, "selected_step": best_step, "selected_score": best, "select_on": cfg.select_on,
+                "select_from_step": select_from, "steps": step, "parameter_counts": self.counts}
 
     def _snapshot(self):
         return {"lora": [p.detach().clone() for p in self.lora_params],
@@ -176,21 +281,14 @@ class Trainer:
         self.probe.load_state_dict(s["probe"])
 
     @torch.no_grad()
-    def features(self, lat: LatentSet, timestep: int | None = None, batch: int = 256) -> torch.Tensor:
-        """Pooled LoRA features (for Privacy PT and the linear probe), seeded noise at ``timestep`` or random."""
+    def features(self, lat: LatentSet, timestep: int, null_text: torch.Tensor | None = None,
+                 batch: int = 256) -> torch.Tensor:
+        """Pooled LoRA features at a fixed timestep and seeded noise, from the posterior mean.
+
+        ``null_text``: text states of the empty prompt (the default for PT / probe); None: the split's
+        own training prompts."""
         self.base.unet.eval()
         g = torch.Generator().manual_seed(4321)
-        out = []
-        for i in range(0, len(lat), batch):
-            idx = torch.arange(i, min(i + batch, len(lat)))
-            mean, std = lat.mean[idx].to(self.device).float(), lat.std[idx].to(self.device).float()
-            x0 = mean * self.scaling
-            noise = torch.randn(x0.shape, generator=g).to(self.device)
-            if timestep is None:  # the training distribution of noise levels, with a fixed seed
-                t = torch.randint(0, self.sched.config.num_train_timesteps, (len(idx),), generator=g).to(self.device)
-            else:
-                t = torch.full((len(idx),), timestep, dtype=torch.long, device=self.device)
-            with self._autocast():
-                self.base.unet(self.sched.add_noise(x0, noise, t), t, lat.text[idx].to(self.device).float())
-            out.append(concat([f.float() for f in self.hooks.pop()]).cpu())
+        out = [self._context(lat, torch.arange(i, min(i + batch, len(lat))), g, training=False, timestep=timestep,
+                             text=null_text).features.cpu() for i in range(0, len(lat), batch)]
         return torch.cat(out)

@@ -100,11 +100,19 @@ def read_manifest(name: str, root: str | Path | None = None) -> dict:
     return json.loads(path.read_text())
 
 
-def load_split(name: str, split: str, root: str | Path | None = None) -> list[str]:
-    """Image ids of one split, after checking the file's sha256 against the manifest."""
+def load_split(name: str, split: str, root: str | Path | None = None, fingerprint: str | None = None) -> list[str]:
+    """Image ids of one split, after checking the file's sha256 against the manifest.
+
+    ``fingerprint``: the dataset's label fingerprint as loaded now; when it disagrees with the one the
+    manifest recorded, the splits were built from other data and using them is an error."""
     if split not in SPLITS:
         raise SplitError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
     manifest = read_manifest(name, root)
+    if fingerprint is not None and manifest["dataset_fingerprint"] != fingerprint:
+        raise SplitError(f"the splits of {name} were built from different data (manifest fingerprint "
+                         f"{manifest['dataset_fingerprint'][:12]}, data now {fingerprint[:12]}): labels or files "
+                         f"changed; check with: decobench splits verify --dataset {name}, then rebuild with "
+                         f"decobench splits build --dataset {name}")
     path = splits_dir(root) / name / f"{split}.txt"
     if not path.is_file():
         raise SplitError(f"split file {path} is missing; rebuild with: decobench splits build --dataset {name}")

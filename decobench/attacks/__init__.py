@@ -1,0 +1,1 @@
+"""Attacks and evaluators: plugins that take a typed release and return metrics (see base.py)."""

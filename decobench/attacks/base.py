@@ -1,0 +1,108 @@
+"""The attack interface and the typed release artefacts attacks run on.
+
+The runner builds one release per evaluated dataset and runs the chosen attack suite over it. An attack
+declares the release kinds it ``accepts`` (``data``, ``model``, ``cloak``) and never reaches into how
+the method was trained: it sees what was released, the real splits it may use (G_real to train on,
+G-val to select on, Test to score), and nothing else.
+
+An attack returns an :class:`AttackResult`: named metrics (each with direction, chance, majority rate
+and a CI, see :mod:`decobench.attacks.metrics`), optional reference figures (e.g. Baseline (Real) or a
+real-vs-real floor) and info (epochs, sample sizes). Each attack also ships ``calibrate()``: a
+known-answer check in which a planted leak must be found and an absent one must read chance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+@dataclass
+class RealSplit:
+    """Real images of one split (uint8 [N,H,W,3]) with their label rows."""
+
+    images: np.ndarray
+    labels: pd.DataFrame
+    ids: list[str]
+
+
+@dataclass
+class DataRelease:
+    """The data track: a synthetic copy of real splits (img2img) and the LoRA that made it."""
+
+    kind = "data"
+    dataset: str
+    sensitive: str
+    utility: tuple[str, ...]
+    n_classes: dict[str, int]
+    released: RealSplit                      # released images of the regime's splits, labels of their sources
+    released_gen: RealSplit                  # released G alone (quality metrics compare it with G_real)
+    real: dict[str, RealSplit]               # "train_on" (the regime's real splits), "gen", "gen_val", "test"
+    lora_dir: Path | None = None
+    # pooled LoRA features of real images, keyed by (split, prompt): ("gen", "null"), ("test", "train"), ...
+    features: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+    # the method's trained adversary (Privacy PT): pooled features -> logits; None when it has none
+    adversary: Callable[[torch.Tensor], torch.Tensor] | None = None
+    fingerprint: str = ""                    # identifies the released content (cache keys of attacks)
+
+
+@dataclass
+class AttackResult:
+    metrics: dict[str, dict]
+    reference: dict[str, dict] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class CalibrationCase:
+    attack: str
+    case: str                     # "planted" or "absent"
+    metric: str
+    value: float
+    ci: list[float]
+    expect: str                   # what must hold, in words
+    passed: bool
+
+
+@dataclass
+class AttackContext:
+    """What the runner lends an attack: configuration, a stage cache, seed, device, a log."""
+
+    cfg: object                   # decobench.run.config.EvalConfig
+    seed: int = 0
+    device: str = "cpu"
+    cache: object | None = None   # decobench.run.cache.StageCache (None: no caching)
+    log: Callable = print
+
+
+class Attack:
+    """Base class: set ``accepts`` and ``version``, implement ``run`` and ``calibrate``."""
+
+    accepts: tuple[str, ...] = ("data",)
+    #: bump when the attack's output changes: it enters the comparability key and cache keys
+    version: str = "1"
+
+    def __init__(self, ctx: AttackContext):
+        self.ctx = ctx
+
+    def run(self, release) -> AttackResult:
+        raise NotImplementedError
+
+    @classmethod
+    def calibrate(cls, seed: int = 0) -> list[CalibrationCase]:
+        raise NotImplementedError
+
+
+def attack_check(obj) -> str | None:
+    if not (isinstance(obj, type) and issubclass(obj, Attack)):
+        return "an attack plugin must be a subclass of decobench.attacks.base.Attack"
+    if not obj.accepts or not set(obj.accepts) <= {"data", "model", "cloak"}:
+        return f"accepts must name release kinds among data, model, cloak (got {obj.accepts!r})"
+    if obj.calibrate is Attack.calibrate:
+        return "it must implement calibrate(): a known-answer check (planted leak found, absent reads chance)"
+    return None

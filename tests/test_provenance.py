@@ -1,0 +1,62 @@
+"""Provenance and caching: run folders, cache keys, fingerprints, locks."""
+
+import threading
+import time
+
+import pytest
+
+from decobench.models.base import TINY_DIR, folder_digest
+from decobench.registry import methods
+from decobench.run.cache import StageCache
+from decobench.run.config import resolve
+from decobench.run.runner import run_folder
+from decobench.splits import SplitError, load_split
+
+
+def test_run_folders_differ_whenever_the_numbers_could():
+    ce = methods.get("ce")
+    folders = set()
+    for profile, sets in [("quick", {}), ("embedded", {}), ("quick", {"train.prompt_policy": "without_sensitive"}),
+                          ("quick", {"method.adv_weight": "2"}), ("quick", {"eval.feature_timestep": "50"})]:
+        cfg, _ = resolve(profile, ce, "ce", sets)
+        for regime in ("G", "V+G"):
+            folders.add(run_folder(__import__("pathlib").Path("runs"), "A", "ce", regime, cfg, 0))
+    assert len(folders) == 10
+
+
+def test_base_digest_changes_when_weights_change_in_place(tmp_path):
+    import shutil
+
+    shutil.copytree(TINY_DIR, tmp_path / "m")
+    before = folder_digest(tmp_path / "m")
+    w = tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 1
+    time.sleep(0.01)
+    w.write_bytes(bytes(data))
+    assert folder_digest(tmp_path / "m") != before
+
+
+def test_split_with_a_different_data_fingerprint_is_an_error():
+    assert load_split("synthfaces-a", "gen_val", fingerprint=None)
+    with pytest.raises(SplitError, match="built from different data"):
+        load_split("synthfaces-a", "gen_val", fingerprint="0" * 64)
+
+
+def test_two_runs_sharing_a_cache_compute_a_stage_once(tmp_path):
+    cache, calls = StageCache(tmp_path), []
+
+    def worker():
+        with cache.stage("s", {"k": 1}) as (folder, cached):
+            if not cached:
+                calls.append(1)
+                time.sleep(0.3)
+                (folder / "x").write_text("whole")
+        assert (cache.key("s", {"k": 1}) / "x").read_text() == "whole"
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [1]
