@@ -1,5 +1,6 @@
 """Provenance and caching: run folders, cache keys, fingerprints, locks."""
 
+import json
 import threading
 import time
 
@@ -60,3 +61,23 @@ def test_two_runs_sharing_a_cache_compute_a_stage_once(tmp_path):
     for t in threads:
         t.join()
     assert calls == [1]
+
+
+def test_classifier_cache_keys_hold_every_id_and_the_device():
+    """v1 keyed the classifiers without the G-val ids and without the device."""
+    from dataclasses import replace
+
+    from decobench.attacks.base import AttackContext, RealSplit
+    from decobench.attacks.checks import small_release
+    from decobench.registry import attacks
+    from decobench.run.config import PROFILES
+
+    rel = small_release(n=40)
+    cls = attacks.get("cls")
+    cpu = cls(AttackContext(cfg=PROFILES["quick"].eval, device="cpu"))
+    gpu = cls(AttackContext(cfg=PROFILES["quick"].eval, device="cuda"))
+    gv = rel.real["gen_val"]
+    other = replace(rel, real={**rel.real, "gen_val": RealSplit(gv.images[:-1], gv.labels[:-1], gv.ids[:-1])})
+    keys = [cpu.cache_keys(rel), cpu.cache_keys(other), gpu.cache_keys(rel)]
+    for i in range(2):  # real and released classifiers alike
+        assert len({json.dumps(k[i], sort_keys=True) for k in keys}) == 3

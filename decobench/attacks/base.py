@@ -69,6 +69,16 @@ class CalibrationCase:
     passed: bool
 
 
+def accuracy_case(attack: str, case: str, m: dict) -> CalibrationCase:
+    """A calibration case on an accuracy: planted must read above chance and majority, absent must not."""
+    from decobench.attacks.metrics import reads_chance
+
+    planted = case == "planted"
+    return CalibrationCase(attack, case, "accuracy", m["value"], m["ci"],
+                           "CI above chance and majority" if planted else "CI reaches chance or majority",
+                           bool(reads_chance(m) != planted))
+
+
 @dataclass
 class AttackContext:
     """What the runner lends an attack: configuration, a stage cache, seed, device, a log."""

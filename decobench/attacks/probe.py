@@ -8,12 +8,11 @@ the training prompt is a second, named metric (``..._train_prompt``) when those 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from decobench.attacks.base import Attack, AttackResult, CalibrationCase
-from decobench.attacks.metrics import LOWER, accuracy_metric, reads_chance
+from decobench.attacks.base import Attack, AttackResult, CalibrationCase, accuracy_case
+from decobench.attacks.metrics import LOWER, accuracy_metric
 from decobench.registry import attacks
 
 
@@ -71,8 +70,5 @@ class LinearProbe(Attack):
         for case, x in (("planted", planted), ("absent", noise)):
             predict = fit_linear_probe(x[:800], y[:800], k, 200, seed)
             m = accuracy_metric(y[800:].numpy(), predict(x[800:]).numpy(), k, LOWER, 500, seed)
-            ok = (not reads_chance(m)) if case == "planted" else reads_chance(m)
-            out.append(CalibrationCase("probe", case, "accuracy", m["value"], m["ci"],
-                                       "CI above chance and majority" if case == "planted" else "CI reaches chance",
-                                       bool(ok)))
+            out.append(accuracy_case("probe", case, m))
         return out

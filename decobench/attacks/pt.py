@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from decobench.attacks.base import Attack, AttackResult, CalibrationCase
-from decobench.attacks.metrics import LOWER, accuracy_metric, not_applicable, reads_chance
+from decobench.attacks.base import Attack, AttackResult, CalibrationCase, accuracy_case
+from decobench.attacks.metrics import LOWER, accuracy_metric, not_applicable
 from decobench.registry import attacks
 
 
@@ -59,8 +59,5 @@ class TrainedAdversary(Attack):
         out = []
         for case, adv in (("planted", knows), ("absent", blind)):
             m = accuracy_metric(y.numpy(), adversary_predictions(adv, x).numpy(), k, LOWER, 500, seed)
-            ok = (not reads_chance(m)) if case == "planted" else reads_chance(m)
-            out.append(CalibrationCase("pt", case, "accuracy", m["value"], m["ci"],
-                                       "CI above chance and majority" if case == "planted" else "CI reaches chance",
-                                       bool(ok)))
+            out.append(accuracy_case("pt", case, m))
         return out

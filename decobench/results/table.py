@@ -50,10 +50,10 @@ def summary_table(result: dict) -> str:
             elif m.get("value") is None:
                 lines.append(f"    {name + ' ' + arrow:<34}{'n/a':>9}  {m.get('note', '')}")
             else:
-                ci = f"[{m['ci'][0]:.2f}, {m['ci'][1]:.2f}]" if "ci" in m else ""
+                ci = f"[{m['ci'][0]:.1f}, {m['ci'][1]:.1f}]" if "ci" in m else ""
                 fl = floor.get(name, {}).get("value")
-                lines.append(f"    {name + ' ' + arrow:<34}{m['value']:>9.3f}{ci:>17}"
-                             + (f"   real-vs-real floor {fl:.3f}" if fl is not None else ""))
+                lines.append(f"    {name + ' ' + arrow:<34}{m['value']:>9.2f} {ci:>16}"
+                             + (f"   real-vs-real floor {fl:.2f}" if fl is not None else ""))
     secs = result["stage_seconds"]
     lines.append("  wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in secs.items()))
     return "\n".join(lines)

@@ -183,7 +183,7 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
             rel_dirs[(n, split)] = timed("release", do_release)
     if hook is not None:
         hook.remove()
-    del pipe, base_fresh
+    pipe = base_fresh = None  # free the pipeline before the attacks (GPU memory)
 
     # -- attacks ----------------------------------------------------------------------------------
     actx = AttackContext(cfg=ev, seed=seed, device=device, cache=cache, log=log)
