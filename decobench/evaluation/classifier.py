@@ -30,6 +30,8 @@ class ClassifierConfig(BaseModel):
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(20, ge=1)
     min_delta: float = Field(0.01, ge=0)
+    select_from_epoch: int = Field(0, ge=0, description="epochs before this one are neither selected nor counted "
+                                   "by early stopping (BatchNorm statistics of the first epochs are not settled)")
     max_train_images: int | None = Field(None, ge=1)  # None: the whole training split
     augment_flip: bool = True
 
@@ -41,8 +43,10 @@ PROFILES = {
     "paper": ClassifierConfig(),
     # CPU profiles: 32 px, and an epoch budget wide enough that early stopping on the validation loss
     # (patience, min_delta) ends training, not the budget
-    "embedded": ClassifierConfig(image_size=32, batch_size=256, max_epochs=40, patience=2, min_delta=0.01),
-    "quick": ClassifierConfig(image_size=32, batch_size=128, max_epochs=8, patience=2, min_delta=0.01),
+    "embedded": ClassifierConfig(image_size=32, batch_size=128, max_epochs=40, patience=2, min_delta=0.01,
+                                 select_from_epoch=2),
+    "quick": ClassifierConfig(image_size=32, batch_size=128, max_epochs=8, patience=2, min_delta=0.01,
+                              select_from_epoch=1),
 }
 
 
@@ -112,6 +116,8 @@ def train_classifier(x_train, y_train, x_val, y_val, n_classes: int, cfg: Classi
         val_loss, val_acc = _evaluate(model, x_val, y_val, cfg.batch_size)
         history.append({"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc})
         bar.set_postfix(val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
+        if epoch < cfg.select_from_epoch:
+            continue
         if val_loss < best - cfg.min_delta:
             best, best_state, since = val_loss, copy.deepcopy(model.state_dict()), 0
         else:

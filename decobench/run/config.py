@@ -100,9 +100,9 @@ PROFILES = {
     "paper": RunConfig(profile="paper"),
     "embedded": RunConfig(
         profile="embedded",
-        train=TrainConfig(max_steps=300, batch_size=64, warmup_steps=30, eval_every=50, patience=3,
+        train=TrainConfig(max_steps=250, batch_size=64, warmup_steps=25, eval_every=25, patience=3,
                           max_train_images=6000, max_val_images=512),
-        release=ReleaseConfig(num_inference_steps=16, batch_size=64, max_images_per_split=1000),
+        release=ReleaseConfig(num_inference_steps=16, batch_size=64, max_images_per_split=800),
         eval=EvalConfig(classifier=CLASSIFIER_PROFILES["embedded"], max_test_images=2000, max_gen_val_images=500,
                         probe_epochs=100)),
     "quick": RunConfig(

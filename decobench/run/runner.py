@@ -91,8 +91,6 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
          base_path, device, cache, run_dir, t_all, log):
     seconds: dict[str, float] = {}
     torch.manual_seed(seed)
-    tr, sensitive = cfg.train, cfg.sensitive
-    utility = tuple(a for a in stages.ATTRS if a != sensitive)
 
     def timed(name, fn):
         t = time.time()
@@ -104,18 +102,40 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
     bkey = stages.base_key(base, device)
 
     def latents(n, split, k):
-        return stages.latent_set(cache, base, dsets[n], split, split_ids(n, split, k), tr.prompt_policy, sensitive,
-                                 device)
+        return stages.latent_set(cache, base, dsets[n], split, split_ids(n, split, k), cfg.train.prompt_policy,
+                                 cfg.sensitive, device)
 
+    trained = _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device,
+                     cache, latents, timed, log)
+    rel_dirs = _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey, device, cache,
+                        trained, timed)
+    evaluations = _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained, rel_dirs,
+                          timed, log)
+    seconds["total"] = round(time.time() - t_all, 2)
+    result = build_result(method=method, method_entry=method_entry, method_version=trained["method_version"],
+                          setup=setup, regime=regime, seed=seed, cfg=cfg, names=names, dsets=dsets, base=base,
+                          bkey=bkey, device=device, suite=suite, seconds=seconds, counts=trained["counts"],
+                          training=trained["training"], evaluations=evaluations)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for f in ("pytorch_lora_weights.safetensors", "method_modules.safetensors", "training.json"):
+        if (trained["dir"] / f).is_file():
+            atomic_write_bytes(run_dir / f, (trained["dir"] / f).read_bytes())
+    atomic_write_json(run_dir / "result.json", result)
+    return result, run_dir
+
+
+def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device, cache,
+           latents, timed, log) -> dict:
+    """Train (or load from the cache) the method's LoRA; then LoRA features of real G and Test."""
+    tr, sensitive = cfg.train, cfg.sensitive
     train_set, val_set = timed("latents", lambda: (
         LatentSet.concat([latents(n, "train", tr.max_train_images) for n in names["train"]]),
         LatentSet.concat([latents(n, "val", tr.max_val_images) for n in names["train"]])))
-
-    # -- method training --------------------------------------------------------------------------
     targets = lora_target_names(base.unet)
     modules = dict(base.unet.named_modules())
     spec = MethodSpec([modules[t].out_channels for t in targets],
-                      stages.n_classes(next(iter(dsets.values())).records), sensitive, utility)
+                      stages.n_classes(next(iter(dsets.values())).records), sensitive,
+                      tuple(a for a in stages.ATTRS if a != sensitive))
     method_obj = method_entry.obj(spec, params)
     trainer = Trainer(base, method_obj, tr, sensitive=sensitive, device=device, seed=seed, log=log)
     counts = trainer.counts
@@ -142,36 +162,37 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
                 atomic_write_json(folder / "training.json", summary)
         return cache.key("train", train_inputs)
     train_dir = timed("train", train)
-    training = json.loads((train_dir / "training.json").read_text())
     if (train_dir / "method_modules.safetensors").is_file():
         method_obj.load_state_dict(load_file(str(train_dir / "method_modules.safetensors")))
     _load_lora_into(base.unet, train_dir / "pytorch_lora_weights.safetensors")
     method_obj.eval()
-
-    # -- LoRA features of real G and Test (PT, probe): null prompt and training prompt ---------------
-    ev = cfg.eval
-    null = stages.null_text(base, device)
-    features = {}
+    # PT and probe features: the empty prompt (headline) and the training prompt (second metric)
+    null, ev, features = stages.null_text(base, device), cfg.eval, {}
     for n in names["evaluate"]:
         for split, k in (("gen", cfg.release.max_images_per_split), ("test", ev.max_test_images)):
             lat = latents(n, split, k)
             for prompt, text in (("null", null), ("train", None)):
                 features[(n, split, prompt)] = timed("features", lambda: trainer.features(lat, ev.feature_timestep, text))
     trainer.hooks.remove()
+    return {"dir": train_dir, "method": method_obj, "spec": spec, "counts": counts, "method_version": method_version,
+            "training": json.loads((train_dir / "training.json").read_text()), "features": features}
 
-    # -- release ----------------------------------------------------------------------------------
+
+def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey, device, cache, trained,
+             timed) -> dict:
+    """img2img of the regime's real splits (and G) through the fused LoRA; returns the cached folders."""
     base_fresh = load_base(base_name, base_path, device=device, resolution=cfg.resolution)  # unfused copy
-    pipe, hook = build_pipeline(base_fresh, train_dir, cfg.release, method_obj, device)
-    weights_digest = {f.name: sha256_file(f) for f in sorted(train_dir.glob("*.safetensors"))}
-    rel_dirs = {}
+    pipe, hook = build_pipeline(base_fresh, trained["dir"], cfg.release, trained["method"], device)
+    weights_digest = {f.name: sha256_file(f) for f in sorted(trained["dir"].glob("*.safetensors"))}
+    policy, rel_dirs = cfg.train.prompt_policy, {}
     for n in names["evaluate"]:
         ds = dsets[n]
         for split in dict.fromkeys((*REGIMES[regime], "gen")):
             ids = split_ids(n, split, cfg.release.max_images_per_split)
             rows = ds.records.iloc[ds.index_of(ids)]
-            prompts = prompts_for(rows, tr.prompt_policy, sensitive)
+            prompts = prompts_for(rows, policy, cfg.sensitive)
             rin = {"weights": weights_digest, **bkey, "dataset": n, "split": split, "ids": ids,
-                   "release": cfg.as_dict()["release"], "policy": tr.prompt_policy, "seed": seed}
+                   "release": cfg.as_dict()["release"], "policy": policy, "seed": seed}
 
             def do_release():
                 with cache.stage("release", rin) as (folder, cached):
@@ -183,36 +204,41 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
             rel_dirs[(n, split)] = timed("release", do_release)
     if hook is not None:
         hook.remove()
-    pipe = base_fresh = None  # free the pipeline before the attacks (GPU memory)
+    return rel_dirs
 
-    # -- attacks ----------------------------------------------------------------------------------
+
+def _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained, rel_dirs, timed,
+            log) -> list[dict]:
+    """One DataRelease per evaluated dataset, and the attack suite over it."""
+    ev, method_obj, spec = cfg.eval, trained["method"], trained["spec"]
     actx = AttackContext(cfg=ev, seed=seed, device=device, cache=cache, log=log)
     adversary = None
     if method_obj.has_adversary():
-        dims = spec.feature_dims
-        adversary = lambda f: method_obj.adversary_logits(list(torch.split(f.to(device), dims, dim=1)))  # noqa: E731
+        adversary = lambda f: method_obj.adversary_logits(  # noqa: E731
+            list(torch.split(f.to(device), spec.feature_dims, dim=1)))
     evaluations = []
     for n in names["evaluate"]:
         ds = dsets[n]
 
         def real(split, k):
             ids = split_ids(n, split, k)
-            return RealSplit(ds.load_images(ids, base.resolution), ds.records.iloc[ds.index_of(ids)].reset_index(drop=True), ids)
+            return RealSplit(ds.load_images(ids, base.resolution),
+                             ds.records.iloc[ds.index_of(ids)].reset_index(drop=True), ids)
         real_on = [real(s, cfg.release.max_images_per_split) for s in REGIMES[regime]]
+        real_ids = sum((r.ids for r in real_on), [])
         rel = [load_released(rel_dirs[(n, s)]) for s in REGIMES[regime]]
         gen_rel = load_released(rel_dirs[(n, "gen")])
         release_obj = DataRelease(
-            dataset=n, sensitive=sensitive, utility=utility, n_classes=spec.n_classes,
+            dataset=n, sensitive=cfg.sensitive, utility=spec.utility, n_classes=spec.n_classes,
             released=RealSplit(np.concatenate([r[0] for r in rel]), pd.concat([r[1] for r in rel], ignore_index=True),
-                               sum((r.ids for r in real_on), [])),
+                               real_ids),
             released_gen=RealSplit(gen_rel[0], gen_rel[1], list(gen_rel[1]["source_image_id"])),
             real={"train_on": RealSplit(np.concatenate([r.images for r in real_on]),
-                                        pd.concat([r.labels for r in real_on], ignore_index=True),
-                                        sum((r.ids for r in real_on), [])),
+                                        pd.concat([r.labels for r in real_on], ignore_index=True), real_ids),
                   "gen": real("gen", cfg.release.max_images_per_split),
                   "gen_val": real("gen_val", ev.max_gen_val_images), "test": real("test", ev.max_test_images)},
-            lora_dir=train_dir,
-            features={(s, p): f for (dn, s, p), f in features.items() if dn == n},
+            lora_dir=trained["dir"],
+            features={(s, p): f for (dn, s, p), f in trained["features"].items() if dn == n},
             adversary=adversary,
             fingerprint=config_hash([rel_dirs[(n, s)].name for s in REGIMES[regime]]))
         evaluation = {"dataset": n, "metrics": {}, "reference": {}, "attack_info": {}}
@@ -223,18 +249,7 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
                 evaluation["reference"].setdefault(k, {}).update(v)
             evaluation["attack_info"][entry.name] = res.info
         evaluations.append(evaluation)
-
-    seconds["total"] = round(time.time() - t_all, 2)
-    result = build_result(method=method, method_entry=method_entry, method_version=method_version, setup=setup,
-                          regime=regime, seed=seed, cfg=cfg, names=names, dsets=dsets, base=base, bkey=bkey,
-                          device=device, suite=suite, seconds=seconds, counts=counts, training=training,
-                          evaluations=evaluations)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for f in ("pytorch_lora_weights.safetensors", "method_modules.safetensors", "training.json"):
-        if (train_dir / f).is_file():
-            atomic_write_bytes(run_dir / f, (train_dir / f).read_bytes())
-    atomic_write_json(run_dir / "result.json", result)
-    return result, run_dir
+    return evaluations
 
 
 def _load_lora_into(unet, path: Path) -> None:
