@@ -75,6 +75,10 @@ def test_baseline_real_is_shared_and_baseline_has_no_pt(quick_run):
     assert r["evaluations"][0]["metrics"]["privacy_pt_race"]["value"] is None  # n/a: no adversary
     assert r["evaluations"][0]["reference"]["baseline_real"] == first["evaluations"][0]["reference"]["baseline_real"]
     assert r["comparability_key"] == first["comparability_key"]
+    # each method's LoRA makes its own release (a key collision once made every method release the same images)
+    released = [p for p in (out / ".cache").glob("release-*") if not p.name.endswith(".partial")]
+    assert len(released) == 2
+    assert r["evaluations"][0]["metrics"]["kid_synthface"] != first["evaluations"][0]["metrics"]["kid_synthface"]
 
 
 def test_schema_reports_every_problem():

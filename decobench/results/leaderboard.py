@@ -55,12 +55,12 @@ def render(results: list[dict]) -> str:
     parts = []
     for (key, ds), rows in sorted(groups.items(), key=lambda kv: (kv[1][0][0]["setup"], kv[0][1], kv[0][0])):
         r0 = rows[0][0]
-        cols = list(dict.fromkeys(k for _, ev in rows for k in ev["metrics"]))
+        found = {k: m for _, ev in rows for k, m in ev["metrics"].items()}
+        cols = sorted(found, key=lambda k: (not k.startswith("privacy_"), not k.startswith("utility_"), k))
         parts.append(f"### Setup {r0['setup']}, regime {r0['regime']}, {ds}: sensitive {r0['sensitive']}, "
                      f"profile {r0['profile']}, prompt {r0['prompt_policy']}, base {r0['base_model']} "
                      f"@ {r0['resolution']} px (key {key})\n")
-        arrows = {k: "↓" if rows[0][1]["metrics"].get(k, {}).get("direction") == "lower_is_better" else "↑"
-                  for k in cols}
+        arrows = {k: "↓" if found[k]["direction"] == "lower_is_better" else "↑" for k in cols}
         parts.append("| method | seeds | " + " | ".join(f"{k} {arrows[k]}" for k in cols) + " |")
         parts.append("|---|---|" + "---|" * len(cols))
         by_method = defaultdict(list)

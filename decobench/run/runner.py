@@ -191,7 +191,8 @@ def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, b
             ids = split_ids(n, split, cfg.release.max_images_per_split)
             rows = ds.records.iloc[ds.index_of(ids)]
             prompts = prompts_for(rows, policy, cfg.sensitive)
-            rin = {"weights": weights_digest, **bkey, "dataset": n, "split": split, "ids": ids,
+            # the trained weights' content keys the release (bkey's "weights" is the base model's: keep both)
+            rin = {**bkey, "lora_weights": weights_digest, "dataset": n, "split": split, "ids": ids,
                    "release": cfg.as_dict()["release"], "policy": policy, "seed": seed}
 
             def do_release():
