@@ -1,1 +1,1 @@
-"""Evaluators: attribute classifiers (privacy/utility CLS) and, later, FID and attacks."""
+"""The attribute-classifier protocol (ResNet18 from scratch) that the CLS attack and calibrations use."""

@@ -76,8 +76,10 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
     names = setup_obj.datasets(roles)
     dsets = {n: open_dataset(n, Path(data_root) / n if data_root else None) for n in {*names["train"], *names["evaluate"]}}
 
+    fingerprints = {n: ds.fingerprint() for n, ds in dsets.items()}  # hashing the label table once per run
+
     def split_ids(n, split, k):
-        return stages.subset_ids(load_split(n, split, fingerprint=dsets[n].fingerprint()), k)
+        return stages.subset_ids(load_split(n, split, fingerprint=fingerprints[n]), k)
 
     out = Path(out)
     cache = StageCache(out / ".cache")
