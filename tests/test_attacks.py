@@ -22,7 +22,7 @@ def test_every_registered_attack_passes_its_calibration(name):
     assert all(c.passed for c in cases), cases
 
 
-@pytest.mark.parametrize("name", ["pt", "probe", "quality"])
+@pytest.mark.parametrize("name", ["pt", "probe", "quality", "identity_linkage"])
 def test_check_attack_finds_nothing_wrong(name):
     assert check_attack(name) == []
 

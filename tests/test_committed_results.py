@@ -38,6 +38,11 @@ def test_each_result_matches_the_code_at_head(r):
     assert r["method_version"] == f"{cls.version}:{code_digest(cls, Trainer)}", "method or trainer code changed"
     for name, a in r["attacks"].items():
         assert attacks.get(name).version == a["version"], f"attack {name} changed version"
+    from decobench.models.fr.zoo import weights_sha256
+
+    for ev in r["evaluations"]:  # identity figures were made with the committed FR zoo
+        for name, sha in ev["attack_info"].get("identity_linkage", {}).get("fr_weights_sha256", {}).items():
+            assert sha == weights_sha256(name), f"FR model {name} was retrained"
 
 
 def test_committed_table_is_rendered_from_the_committed_results():

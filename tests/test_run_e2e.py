@@ -41,7 +41,20 @@ def test_result_file_is_complete_and_valid(quick_run):
     assert counts["method_generator_params"] == 8 * 64 and counts["method_adversary_params"] > 0  # FGN's LoRA
     assert on_disk["training"]["selected_step"] >= on_disk["training"]["select_from_step"] > 20
     assert on_disk["resolution"] == 32 and on_disk["sensitive"] == "race" and len(on_disk["base_weights"]) == 64
-    assert set(on_disk["attacks"]) == {"cls", "pt", "probe", "quality"}
+    assert set(on_disk["attacks"]) == {"cls", "pt", "probe", "quality", "identity_linkage", "mia_generator",
+                                       "release_inversion"}
+    for k in ("privacy_linkage_rank1", "privacy_linkage_rank5", "privacy_mia_loss_auc", "privacy_mia_pia_auc",
+              "privacy_mia_secmi_auc", "privacy_mia_blind_auc", "privacy_inversion_ssim", "privacy_inversion_rank1",
+              "privacy_inversion_race"):
+        m = ev["metrics"][k]
+        assert m["value"] is not None and m["direction"] == "lower_is_better", k
+        assert m["ci"][0] <= m["value"] <= m["ci"][1], k
+        assert k.endswith(("ssim", "psnr")) or m["chance"] is not None, k  # SSIM/PSNR: a floor, not a chance
+    # linkage and inversion are scored beside the unprotected real sources; the gallery never holds a source
+    assert "privacy_linkage_rank1" in ev["reference"]["real_source"]
+    info = ev["attack_info"]["identity_linkage"]
+    assert info["probes"] > 0.8 * 200 and info["gallery"] >= info["probes"] // 2
+    assert ev["attack_info"]["mia_generator"]["calibration_per_side"] == 40
 
 
 def test_lora_loads_in_a_plain_diffusers_pipeline(quick_run):

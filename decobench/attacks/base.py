@@ -32,6 +32,28 @@ class RealSplit:
 
 
 @dataclass
+class GeneratorAccess:
+    """White-box access to the released generator, as DECO-Bench releases it (the LoRA and its base).
+
+    ``eps(noisy_latents, t, text_states)`` runs the UNet with the released LoRA (and the method's release
+    transform, e.g. CE+Mask's filter mask) in eval mode without gradients. Latents are VAE posterior
+    means (the mode) times the VAE scaling factor; ``alphas_cumprod`` is the base scheduler's own
+    (scaled-linear for SD). ``members``: images the LoRA trained on; ``nonmembers``: identity-disjoint
+    images of the same distribution never trained on (the training dataset's Test split). Both carry
+    their training-prompt text states (``text``) and every label; the null prompt is ``null_text``."""
+
+    eps: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    alphas_cumprod: torch.Tensor          # [num_train_timesteps], float32, CPU
+    members: "object"                     # decobench.run.train.LatentSet (mean is the VAE mode, unscaled)
+    nonmembers: "object"                  # decobench.run.train.LatentSet
+    scaling_factor: float
+    null_text: torch.Tensor               # [1, tokens, dim]
+    device: str = "cpu"
+    # the public base model without the LoRA (same signature as eps): a reference for difficulty calibration
+    eps_reference: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+
+@dataclass
 class DataRelease:
     """The data track: a synthetic copy of real splits (img2img) and the LoRA that made it."""
 
@@ -49,6 +71,15 @@ class DataRelease:
     # the method's trained adversary (Privacy PT): pooled features -> logits; None when it has none
     adversary: Callable[[torch.Tensor], torch.Tensor] | None = None
     fingerprint: str = ""                    # identifies the released content (cache keys of attacks)
+    generator: GeneratorAccess | None = None  # white-box access to the released LoRA (membership inference)
+    # the release mechanism as the attacker can run it with the released LoRA: (uint8 images, label rows)
+    # -> uint8 released images (same prompts policy, strength, steps as the release)
+    release_fn: Callable[[np.ndarray, pd.DataFrame], np.ndarray] | None = None
+    # the attacker's own population (same distribution, disjoint from every split; None where none exists)
+    auxiliary: RealSplit | None = None
+    # a face-search gallery: other real images of every released identity (never a released image's source)
+    # plus distractors of other people; ``labels["identity"]`` names them. None: the dataset has no identities
+    identity_gallery: RealSplit | None = None
 
 
 @dataclass
@@ -102,6 +133,10 @@ class Attack:
 
     def run(self, release) -> AttackResult:
         raise NotImplementedError
+
+    @classmethod
+    def preflight(cls, cfg) -> None:
+        """Raise a clear error *before* the run trains anything when an asset the attack needs is missing."""
 
     @classmethod
     def calibrate(cls, seed: int = 0) -> list[CalibrationCase]:

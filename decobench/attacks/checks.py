@@ -24,10 +24,13 @@ def small_release(n: int = 160, seed: int = 0) -> DataRelease:
     g = torch.Generator().manual_seed(seed)
     feats = {(s, p): torch.randn(len(x.ids), 32, generator=g) for s, x in (("gen", gen), ("test", test))
              for p in ("null", "train")}
+    from decobench.evaluation.identification import identity_gallery
+
     return DataRelease(dataset="synthfaces-a", sensitive="race", utility=("gender", "age"),
                        n_classes=n_classes(ds.records), released=gen, released_gen=gen,
                        real={"train_on": gen, "gen": gen, "gen_val": gen_val, "test": test}, features=feats,
-                       adversary=torch.nn.Linear(32, 5), fingerprint=f"check-{seed}")
+                       adversary=torch.nn.Linear(32, 5), fingerprint=f"check-{seed}",
+                       identity_gallery=identity_gallery(ds, gen.ids, test.ids, 32))
 
 
 def check_attack(name: str) -> list[str]:

@@ -11,6 +11,7 @@ from decobench.cli.attacks_cmd import attacks
 from decobench.cli.base_cmd import base
 from decobench.cli.check_cmd import check
 from decobench.cli.data_cmd import data
+from decobench.cli.fr_cmd import fr
 from decobench.cli.list_cmd import list_cmd
 from decobench.cli.run_cmd import run
 from decobench.cli.splits_cmd import splits
@@ -50,6 +51,7 @@ cli.add_command(run)
 cli.add_command(base)
 cli.add_command(attacks)
 cli.add_command(check)
+cli.add_command(fr)
 
 
 @cli.command()

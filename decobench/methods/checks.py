@@ -86,6 +86,11 @@ QUICK_OVERRIDES = {"max_steps": "6", "eval_every": "3", "max_train_images": "128
                    "eval.bootstrap": "100", "eval.quality_subsets": "2"}
 
 
+# the attacks that read what a method changes (images, features, its adversary); the identity, membership
+# and inversion attacks run in the quick end-to-end test and in every real run
+CHECK_ATTACKS = ("cls", "pt", "probe", "quality")
+
+
 def check_method(name: str, run: bool = True, out=None, log=lambda *a: None) -> list[str]:
     """Interface checks on the tiny base's shapes, then (``run``) the quick profile end to end."""
     import tempfile
@@ -107,7 +112,7 @@ def check_method(name: str, run: bool = True, out=None, log=lambda *a: None) -> 
     with tempfile.TemporaryDirectory() as tmp:
         try:
             result, _ = run_benchmark(name, "A", profile="quick", out=out or tmp, device="cpu",
-                                      overrides=QUICK_OVERRIDES, log=log)
+                                      overrides=QUICK_OVERRIDES, attacks=list(CHECK_ATTACKS), log=log)
         except Exception as exc:
             return [f"quick run failed: {type(exc).__name__}: {exc}"]
     ev = result["evaluations"][0]["metrics"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from decobench.results.schema import SCHEMA_VERSION, validate
-from decobench.results.table import is_accuracy
+from decobench.results.table import in_percent, is_accuracy
 
 
 def collect(root: str | Path, warn=print) -> list[dict]:
@@ -38,10 +38,10 @@ def _cell(ms: list[dict]) -> str:
     if not vals:
         return "n/a"
     acc = is_accuracy(ms[0])
-    k = 100 if acc else 1
+    k = 100 if in_percent(ms[0]) else 1
     mean, std = k * float(np.mean(vals)), (k * float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
     s = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
-    if acc and ms[0]["direction"] == "lower_is_better" and all(
+    if (acc or "ci_includes_chance" in ms[0]) and ms[0]["direction"] == "lower_is_better" and all(
             m.get("ci_includes_chance") or m.get("ci_includes_majority") for m in ms):
         s += " °"
     return s
@@ -55,7 +55,8 @@ def render(results: list[dict]) -> str:
     parts = []
     for (key, ds), rows in sorted(groups.items(), key=lambda kv: (kv[1][0][0]["setup"], kv[0][1], kv[0][0])):
         r0 = rows[0][0]
-        found = {k: m for _, ev in rows for k, m in ev["metrics"].items()}
+        # non-headline metrics (e.g. every FR model of a linkage attack) stay in result.json only
+        found = {k: m for _, ev in rows for k, m in ev["metrics"].items() if m.get("headline", True)}
         cols = sorted(found, key=lambda k: (not k.startswith("privacy_"), not k.startswith("utility_"), k))
         parts.append(f"### Setup {r0['setup']}, regime {r0['regime']}, {ds}: sensitive {r0['sensitive']}, "
                      f"profile {r0['profile']}, prompt {r0['prompt_policy']}, base {r0['base_model']} "
@@ -66,7 +67,9 @@ def render(results: list[dict]) -> str:
         by_method = defaultdict(list)
         for r, ev in rows:
             by_method[r["method"]].append((r, ev))
-        for label, ref_key in (("Baseline (Real)", "baseline_real"), ("real vs real (floor)", "real_vs_real")):
+        for label, ref_key in (("Baseline (Real)", "baseline_real"), ("real vs real (floor)", "real_vs_real"),
+                               ("real sources (unprotected)", "real_source"),
+                               ("constant reconstruction (floor)", "constant_floor")):
             cells = []
             for k in cols:  # a reference is shared by every method of a seed: count each distinct one once
                 found = [ev["reference"].get(ref_key, {}).get(k) for _, ev in rows]
@@ -80,5 +83,5 @@ def render(results: list[dict]) -> str:
             parts.append(f"| {method} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
         commits = sorted({r["decobench_commit"] for r, _ in rows})
         parts.append(f"\nAccuracies in %, mean ± std over seeds; ° = every seed's 95 % CI includes chance or the "
-                     f"majority rate. KID × 1000. Commit(s): {', '.join(commits)}.\n")
+                     f"majority rate (accuracies) or chance (rates). KID × 1000. Commit(s): {', '.join(commits)}.\n")
     return "\n".join(parts)

@@ -24,6 +24,8 @@ _metric = {
         "ci_includes_chance": {"type": "boolean"},
         "ci_includes_majority": {"type": "boolean"},
         "note": {"type": "string"},
+        "headline": {"type": "boolean"},       # false: kept in result.json, left out of leaderboard tables
+        "unit": {"enum": ["fraction"]},        # rates printed in % (accuracies, which carry "majority", are too)
     },
 }
 _evaluation = {

@@ -17,6 +17,11 @@ def is_accuracy(m: dict) -> bool:
     return "majority" in m
 
 
+def in_percent(m: dict) -> bool:
+    """Accuracies and rates (re-identification, TPR) print in %."""
+    return is_accuracy(m) or m.get("unit") == "fraction"
+
+
 def flags(m: dict) -> str:
     out = []
     if m.get("ci_includes_chance"):
@@ -49,6 +54,13 @@ def summary_table(result: dict) -> str:
                              f"  {flags(m)}")
             elif m.get("value") is None:
                 lines.append(f"    {name + ' ' + arrow:<34}{'n/a':>9}  {m.get('note', '')}")
+            elif in_percent(m):
+                ci = f"[{pct(m['ci'][0])}, {pct(m['ci'][1])}]" if "ci" in m else ""
+                real = ev["reference"].get("real_source", {}).get(name, {}).get("value")
+                lines.append(f"    {name + ' ' + arrow:<34}{pct(m['value']):>9}{ci:>17}{'':>9}"
+                             f"{pct(m['chance']) if m.get('chance') is not None else '-':>8}{'':>9}"
+                             f"{(pct(real) if real is not None else '-'):>8}"
+                             f"  {'CI∋chance' if m.get('ci_includes_chance') else ''}")
             else:
                 ci = f"[{m['ci'][0]:.1f}, {m['ci'][1]:.1f}]" if "ci" in m else ""
                 fl = floor.get(name, {}).get("value")

@@ -16,7 +16,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from decobench.evaluation.classifier import PROFILES as CLASSIFIER_PROFILES
 from decobench.evaluation.classifier import ClassifierConfig
@@ -65,7 +65,8 @@ class ReleaseConfig(_Section):
 
 class EvalConfig(_Section):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
-    attacks: tuple[str, ...] = ("cls", "pt", "probe", "quality")
+    attacks: tuple[str, ...] = ("cls", "pt", "probe", "quality", "identity_linkage", "mia_generator",
+                                "release_inversion")
     max_test_images: int | None = Field(None, ge=1)
     max_gen_val_images: int | None = Field(None, ge=1)
     feature_timestep: int = Field(100, ge=0, le=999, description="noise level of PT / probe features (the "
@@ -73,6 +74,31 @@ class EvalConfig(_Section):
     probe_epochs: int = Field(200, ge=1)
     bootstrap: int = Field(1000, ge=100, le=100000, description="bootstrap resamples for confidence intervals")
     quality_subsets: int = Field(50, ge=1, description="KID subsets")
+    mia_samples: int = Field(1000, ge=10, description="scored members and as many non-members (membership "
+                             "inference on the released LoRA)")
+    mia_calibration_samples: int = Field(300, ge=10, description="members and non-members, disjoint from the "
+                                         "scored ones, on which timesteps and thresholds are chosen")
+    mia_draws: int = Field(4, ge=1, le=64, description="seeded noise draws averaged per example")
+    inversion_aux_images: int = Field(1500, ge=10, description="attacker's auxiliary images released through "
+                                      "the LoRA to train the inversion decoder")
+    inversion_epochs: int = Field(20, ge=1)
+    fr_models: tuple[str, ...] = Field(("resnet-arcface", "resnet-cosface", "resnet-softmax", "mobilenet-softmax",
+                                        "senet-arcface", "senet-cosface"),
+                                       description="face-recognition models of identity attacks (zoo names, dlib, "
+                                       "torchscript:<path>@<size>)")
+    linkage_distractors: int = Field(5000, ge=0, description="gallery images of people outside the release")
+
+    @field_validator("fr_models", mode="before")
+    @classmethod
+    def _known_fr_models(cls, v):
+        from decobench.models.fr.zoo import SPECS
+
+        names = (v,) if isinstance(v, str) else tuple(v)
+        bad = [n for n in names if n not in SPECS and n != "dlib" and not n.startswith("torchscript:")]
+        if bad or not names:
+            raise ValueError(f"unknown FR model(s) {', '.join(bad) or '(none given)'}; choose among "
+                             f"{', '.join(SPECS)}, dlib, torchscript:<path>@<size>")
+        return names
 
 
 class RunConfig(_Section):
@@ -103,15 +129,19 @@ PROFILES = {
         train=TrainConfig(max_steps=250, batch_size=64, warmup_steps=25, eval_every=25, patience=3,
                           max_train_images=6000, max_val_images=512),
         release=ReleaseConfig(num_inference_steps=16, batch_size=64, max_images_per_split=800),
+        # release_inversion is opt-in here (--attacks ...,release_inversion): README gives its cost
         eval=EvalConfig(classifier=CLASSIFIER_PROFILES["embedded"], max_test_images=2000, max_gen_val_images=500,
-                        probe_epochs=100)),
+                        probe_epochs=100, mia_samples=400, mia_calibration_samples=150, mia_draws=2,
+                        attacks=("cls", "pt", "probe", "quality", "identity_linkage", "mia_generator"))),
     "quick": RunConfig(
         profile="quick",
         train=TrainConfig(max_steps=60, batch_size=32, warmup_steps=10, eval_every=20, patience=2,
                           max_train_images=600, max_val_images=128),
         release=ReleaseConfig(num_inference_steps=8, batch_size=64, max_images_per_split=200),
         eval=EvalConfig(classifier=CLASSIFIER_PROFILES["quick"], max_test_images=300, max_gen_val_images=100,
-                        probe_epochs=50, bootstrap=200, quality_subsets=10)),
+                        probe_epochs=50, bootstrap=200, quality_subsets=10, mia_samples=100,
+                        mia_calibration_samples=40, mia_draws=1, inversion_aux_images=200, inversion_epochs=4,
+                        linkage_distractors=500)),
 }
 
 # CPU profiles take ~100x fewer steps than the paper's; their LoRA LR is raised accordingly

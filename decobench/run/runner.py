@@ -18,8 +18,9 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from decobench.attacks.base import AttackContext, DataRelease, RealSplit
+from decobench.attacks.base import AttackContext, DataRelease, GeneratorAccess, RealSplit
 from decobench.data.open import open_dataset
+from decobench.evaluation.identification import identity_gallery
 from decobench.io import atomic_write_bytes, atomic_write_json, sha256_file
 from decobench.methods.base import MethodSpec
 from decobench.models.base import load_base
@@ -72,6 +73,8 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
         raise ConfigError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
     cfg, params = resolve(profile, method_entry.obj, method, overrides, sensitive)
     suite = select_attacks(attacks or cfg.eval.attacks)
+    for entry in suite:  # missing assets fail here, before anything trains
+        entry.obj.preflight(cfg.eval)
     roles = REAL_ROLES if data_root else EMBEDDED_ROLES
     names = setup_obj.datasets(roles)
     dsets = {n: open_dataset(n, Path(data_root) / n if data_root else None) for n in {*names["train"], *names["evaluate"]}}
@@ -109,10 +112,14 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
 
     trained = _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device,
                      cache, latents, timed, log)
-    rel_dirs = _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey, device, cache,
-                        trained, timed)
-    evaluations = _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained, rel_dirs,
-                          timed, log)
+    rel_dirs, pipe, hook = _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey,
+                                    device, cache, trained, timed)
+    try:
+        evaluations = _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained,
+                              rel_dirs, timed, log, pipe, latents)
+    finally:
+        if hook is not None:
+            hook.remove()
     seconds["total"] = round(time.time() - t_all, 2)
     result = build_result(method=method, method_entry=method_entry, method_version=trained["method_version"],
                           setup=setup, regime=regime, seed=seed, cfg=cfg, names=names, dsets=dsets, base=base,
@@ -205,15 +212,45 @@ def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, b
                         save_released(folder, imgs, rows, prompts)
                 return cache.key("release", rin)
             rel_dirs[(n, split)] = timed("release", do_release)
-    if hook is not None:
-        hook.remove()
-    return rel_dirs
+    return rel_dirs, pipe, hook  # attacks query the released generator (MIA) and mechanism (inversion)
+
+
+def _generator_access(cfg, names, base, device, pipe, latents) -> GeneratorAccess:
+    """White-box access to the released UNet (fused LoRA + the method's release transform); members are the
+    training images the LoRA saw, non-members the training datasets' Test images (identity-disjoint)."""
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
+
+    @torch.no_grad()
+    def eps(noisy, t, text):
+        with autocast:
+            return pipe.unet(noisy.to(device), t.to(device), text.to(device)).sample.float()
+    @torch.no_grad()
+    def eps_reference(noisy, t, text):  # the public base: the trained UNet with its LoRA switched off
+        base.unet.disable_adapters()
+        try:
+            with autocast:
+                return base.unet(noisy.to(device), t.to(device), text.to(device)).sample.float()
+        finally:
+            base.unet.enable_adapters()
+    tr, ev = cfg.train, cfg.eval
+    return GeneratorAccess(
+        eps=eps, alphas_cumprod=pipe.scheduler.alphas_cumprod.float().cpu(),
+        members=LatentSet.concat([latents(n, "train", tr.max_train_images) for n in names["train"]]),
+        nonmembers=LatentSet.concat([latents(n, "test", ev.max_test_images) for n in names["train"]]),
+        scaling_factor=float(base.vae.config.scaling_factor), null_text=stages.null_text(base, device).cpu(),
+        device=str(device), eps_reference=eps_reference)
 
 
 def _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained, rel_dirs, timed,
-            log) -> list[dict]:
+            log, pipe, latents) -> list[dict]:
     """One DataRelease per evaluated dataset, and the attack suite over it."""
     ev, method_obj, spec = cfg.eval, trained["method"], trained["spec"]
+    generator = _generator_access(cfg, names, base, device, pipe, latents)
+    policy, sensitive = cfg.train.prompt_policy, cfg.sensitive
+
+    def release_fn(images, rows):
+        return release(pipe, images, prompts_for(rows, policy, sensitive), cfg.release, seed, device,
+                       desc="release (attacker's images)")
     actx = AttackContext(cfg=ev, seed=seed, device=device, cache=cache, log=log)
     adversary = None
     if method_obj.has_adversary():
@@ -243,7 +280,11 @@ def _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cac
             lora_dir=trained["dir"],
             features={(s, p): f for (dn, s, p), f in trained["features"].items() if dn == n},
             adversary=adversary,
-            fingerprint=config_hash([rel_dirs[(n, s)].name for s in REGIMES[regime]]))
+            fingerprint=config_hash([rel_dirs[(n, s)].name for s in REGIMES[regime]]),
+            generator=generator, release_fn=release_fn,
+            auxiliary=_auxiliary(ds, ev.inversion_aux_images, base.resolution),
+            identity_gallery=identity_gallery(ds, real_ids, split_ids(n, "test", ev.linkage_distractors),
+                                               base.resolution))
         evaluation = {"dataset": n, "metrics": {}, "reference": {}, "attack_info": {}}
         for entry in suite:
             res = timed(f"attack_{entry.name}", lambda: entry.obj(actx).run(release_obj))
@@ -253,6 +294,14 @@ def _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cac
             evaluation["attack_info"][entry.name] = res.info
         evaluations.append(evaluation)
     return evaluations
+
+
+def _auxiliary(ds, n: int, size: int) -> RealSplit | None:
+    """The attacker's own population where the dataset can draw one (SynthFaces: same domain, new seed)."""
+    if not hasattr(ds, "auxiliary"):
+        return None
+    images, labels = ds.auxiliary(n, size)
+    return RealSplit(images, labels, list(labels["image_id"]))
 
 
 def _load_lora_into(unet, path: Path) -> None:

@@ -17,6 +17,11 @@ def _population(domain: str) -> Population:
     return build_population(DOMAINS[domain])
 
 
+@lru_cache(maxsize=2)
+def _auxiliary_population(cfg) -> Population:
+    return build_population(cfg)
+
+
 class SynthFaces(FaceDataset):
     """Procedural faces rendered on demand from a seeded population (no files, no root)."""
 
@@ -39,6 +44,17 @@ class SynthFaces(FaceDataset):
         """Images and 5-point landmarks [N, 5, 2] (pixels) by row index."""
         return render_faces(self.population, indices, size)
 
+    def auxiliary(self, n: int, size: int = 64):
+        """An attacker's own population: the same domain drawn with another seed (no identity of any
+        split): its first ``n`` images (15 per identity) with their labels."""
+        from dataclasses import replace
+
+        per = self.config.images_per_identity
+        cfg = replace(self.config, name=f"{self.domain}-aux", seed=self.config.seed + 1_000_003,
+                      n_identities=max(1, -(-n // per)))
+        pop = _auxiliary_population(cfg)
+        return render_faces(pop, np.arange(n), size, supersample=max(1, 64 // size))[0], pop.labels.iloc[:n]
+
     def nonface_patches(self, n: int, seed: int = 0, size: int = 64) -> np.ndarray:
         """Non-face patches (same colour/texture statistics, no facial layout) for detection tasks."""
         return render_nonfaces(n, seed=seed + self.config.seed, size=size)
@@ -56,3 +72,10 @@ class SynthFacesB(SynthFaces):
     """Embedded UTKFace stand-in: 60,000 faces of 4,000 identities, ages in years, frontal studio style."""
 
     domain = "synthfaces-b"
+
+
+@datasets.register("synthfaces-fr")
+class SynthFacesFR(SynthFaces):
+    """Embedded face-recognition population: 48,000 faces of 3,200 identities with identity marks (FR zoo)."""
+
+    domain = "synthfaces-fr"

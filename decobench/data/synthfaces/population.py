@@ -57,6 +57,9 @@ class DomainConfig:
     colour_cast: tuple[float, float, float] = (1.0, 1.0, 1.0)
     smile_prob: float = 0.45
     age_drift_years: float = 6.0                   # age spread across one identity's photos
+    # per-identity marks that make a person recognisable (moles, eye colour, brow tilt, eye asymmetry);
+    # off for the DECO-Bench domains, whose images stay as calibrated for race; on for synthfaces-fr
+    identity_marks: bool = False
     notes: str = field(default="", compare=False)
 
     def race_to_common(self, label: str) -> str:
@@ -103,6 +106,17 @@ DOMAINS: dict[str, DomainConfig] = {
         age_probs=((1 / 9,) * 9,) * 5, age_label="years", n_identities=2000, images_per_identity=15,
         yaw_sd_deg=22.0, face_scale=0.63, textured_background=True, blur=0.15, noise_sd=7.0,
         lighting=0.25, notes="pretraining population for the tiny diffusion model; in no split"),
+    # Face-recognition population: the FR zoo trains and is calibrated here; no identity of any split or
+    # of the pretraining population. FairFace-like attributes, moderate pose, per-identity marks.
+    "synthfaces-fr": DomainConfig(
+        name="synthfaces-fr", seed=20261122,
+        race_labels=("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern"),
+        race_probs=(0.19, 0.14, 0.15, 0.14, 0.12, 0.14, 0.12),
+        female_prob=(0.45, 0.50, 0.50, 0.50, 0.48, 0.46, 0.33),
+        age_probs=(_AGE_OLDER, _AGE_YOUNG, _AGE_ADULT, _AGE_ADULT, _AGE_YOUNG, _AGE_ADULT, _AGE_ADULT),
+        age_label="bin", n_identities=3200, yaw_sd_deg=12.0, face_scale=0.62, textured_background=True,
+        blur=0.15, noise_sd=5.0, lighting=0.15, smile_prob=0.3, age_drift_years=2.0, identity_marks=True,
+        notes="face-recognition population (FR zoo training and identity calibration); in no split"),
 }
 
 _BIN_LOWER = np.array([0, 3, 10, 20, 30, 40, 50, 60, 70])
@@ -213,6 +227,11 @@ def build_population(cfg: DomainConfig | str) -> Population:
         "gray": 1 / (1 + np.exp(-(age - 52) / 7)) * rng.uniform(0.5, 1.0, n),
     })
     params["bald"] = np.clip(params["bald"] * (params["age"] - 30) / 50, 0, 1) ** 2
+    if cfg.identity_marks:  # drawn from their own stream: the draws above do not depend on this flag
+        marks = {k: v[ident] for k, v in _identity_marks(cfg.seed, n_id).items()}
+        params["hair_rgb"] = np.clip(params["hair_rgb"] * marks.pop("hair_tint"), 0, 255)
+        params["tone"] = np.clip(params["tone"] + marks.pop("tone_shift"), 0, 1)
+        params.update(marks)
 
     race_orig = np.array(cfg.race_labels)[race][ident]
     labels = pd.DataFrame({
@@ -232,6 +251,32 @@ def build_population(cfg: DomainConfig | str) -> Population:
     })
     assert (labels["age"] == [age_years_to_bin(int(a)) for a in age]).all() if cfg.age_label == "years" else True
     return Population(cfg, labels, params)
+
+
+IRIS_COLOURS = np.array([[48, 32, 22], [95, 62, 30], [70, 95, 125], [70, 110, 70], [110, 110, 120]], np.float32)
+FRAME_COLOURS = np.array([[20, 20, 20], [120, 30, 30], [30, 40, 120], [170, 140, 60], [200, 200, 200]], np.float32)
+
+
+def _identity_marks(seed: int, n_id: int) -> dict[str, np.ndarray]:
+    """What makes one person recognisable at 32 px: two birthmarks (position, size, colour), glasses
+    for half (frame colour, shape, thickness), an eye colour, a brow tilt, an eye asymmetry, and a
+    personal tint of hair colour and skin tone on top of the race-typical ones."""
+    rng = np.random.default_rng([seed, 7])
+    return {
+        "mole_xy": np.stack([rng.uniform(-0.5, 0.5, (n_id, 2)), rng.uniform(-0.35, 0.75, (n_id, 2))], -1),
+        "mole_r": rng.uniform(0.07, 0.12, (n_id, 2)),
+        "hair_tint": rng.normal(1, 0.18, (n_id, 3)),
+        "tone_shift": rng.normal(0, 0.06, n_id),
+        "mole_dark": rng.uniform(0.25, 0.6, n_id),
+        "mole_red": rng.random(n_id) < 0.35,
+        "iris_rgb": IRIS_COLOURS[rng.integers(0, len(IRIS_COLOURS), n_id)] * rng.normal(1, 0.1, (n_id, 1)),
+        "brow_tilt": rng.normal(0, 0.35, n_id),
+        "eye_dy": rng.normal(0, 0.03, n_id),
+        "glasses": (rng.random(n_id) < 0.5).astype(np.float32),
+        "frame_rgb": FRAME_COLOURS[rng.integers(0, len(FRAME_COLOURS), n_id)] * rng.normal(1, 0.1, (n_id, 1)),
+        "frame_round": rng.uniform(0.75, 1.3, n_id),
+        "frame_w": rng.uniform(0.025, 0.05, n_id),
+    }
 
 
 def with_size(cfg: DomainConfig, n_identities: int) -> DomainConfig:

@@ -186,6 +186,9 @@ def _face_chunk(p: dict, size: int, style) -> tuple[np.ndarray, np.ndarray]:
     side = np.sign(p["yaw"] + 1e-9)
     blue = (p["iris"] > 0.75) & (p["race_app"] == 0)
     iris_rgb = np.where(blue[:, None], [[70, 95, 125]], [[48, 32, 22]]) * (0.8 + 0.4 * p["iris"][:, None])
+    marks = "mole_xy" in p  # identity marks (synthfaces-fr); absent, the image is unchanged
+    if marks:
+        iris_rgb = p["iris_rgb"]
     brow_rgb = [h * 0.75 for h in hair_rgb]
     lm = np.zeros((n, 5, 2), np.float32)
     # the small features all lie in one window around eyes..mouth: draw them there only
@@ -193,7 +196,7 @@ def _face_chunk(p: dict, size: int, style) -> tuple[np.ndarray, np.ndarray]:
     whole_x, whole_y, whole = x, y, img
     x, y, img = x[:, r0:r1, c0:c1], y[:, r0:r1, c0:c1], img[:, :, r0:r1, c0:c1]
     for i, sgn in enumerate((-1.0, 1.0)):
-        px, py = proj(sgn * eg, ey_, 0.5)
+        px, py = proj(sgn * eg, ey_ + (sgn * p["eye_dy"] if marks else 0.0), 0.5)
         vis = np.where(sgn == -side, far_vis, 1.0)
         rx = _col(erx * (0.55 + 0.45 * cy_))
         sclera = _ellipse(x, y, px, py, rx, _col(ery), 3.0) * _col(vis)
@@ -201,8 +204,15 @@ def _face_chunk(p: dict, size: int, style) -> tuple[np.ndarray, np.ndarray]:
         iris = _ellipse(x, y, px + _col(0.02 * sy_), py, rx * 0.5, _col(ery) * 1.05, 3.0) * sclera
         _blend(img, iris, [_col(iris_rgb[:, k]) for k in range(3)])
         bx, by = proj(sgn * eg, ey_ - 0.12 - 0.02 * p["brow"], 0.55)
-        brow = _ellipse(x, y, bx, by, rx * 1.2, _col(0.018 * p["brow"] * (1 - 0.4 * ch)), 2.0) * _col(0.9 * vis)
+        by_ = by + _col(sgn * p["brow_tilt"]) * (x - bx) if marks else by  # tilted brows
+        brow = _ellipse(x, y, bx, by_, rx * 1.2, _col(0.018 * p["brow"] * (1 - 0.4 * ch)), 2.0) * _col(0.9 * vis)
         _blend(img, brow, brow_rgb)
+        if marks:  # glasses: a frame ring around the eye (round or wide), identity's colour and thickness
+            fr_x, fr_y = rx * 1.45, _col(0.13 * p["frame_round"])
+            ring = _ellipse(x, y, px, py, fr_x, fr_y, 1.0) - _ellipse(x, y, px, py, fr_x - _col(p["frame_w"]),
+                                                                    fr_y - _col(p["frame_w"]), 1.0)
+            ring = np.clip(ring * 4, 0, 1) * _col(p["glasses"] * vis)
+            _blend(img, ring, [_col(p["frame_rgb"][:, k]) for k in range(3)])
         lm[:, i] = np.stack([px[:, 0, 0], py[:, 0, 0]], 1)
 
     nx, nyp = proj(np.zeros(n), ny, 1.0)
@@ -227,6 +237,14 @@ def _face_chunk(p: dict, size: int, style) -> tuple[np.ndarray, np.ndarray]:
         lm[:, 3 + j, 1] = myp[:, 0, 0] - 0.09 * p["smile"]
 
     x, y, img = whole_x, whole_y, whole
+    if marks:  # two dark moles on the skin, placed in face coordinates (they turn with the head)
+        for j in range(2):
+            mx_, my_ = proj(p["mole_xy"][:, j, 0], p["mole_xy"][:, j, 1], 0.7)
+            r = _col(p["mole_r"][:, j])
+            mole = _ellipse(x, y, mx_, my_, r, r, 2.5) * face_m * 0.85
+            red = p["mole_red"][:, None] * np.array([[1.1, 0.45, 0.5]]) + (1 - p["mole_red"][:, None])
+            colour = skin * p["mole_dark"][:, None] * red
+            _blend(img, mole, [_col(colour[:, k]) for k in range(3)])
 
     # -- camera: exposure, colour temperature and cast, blur, sensor noise --------------------------
     gain = _col(p["gain"])
