@@ -36,18 +36,15 @@ def linkage(recognizers, probes: np.ndarray, sources: np.ndarray, probe_ids, gal
     gallery_ids = gallery.labels["identity"].to_numpy()
     for j, rec in enumerate(recognizers):
         g = rec.embed(gallery.images)
-        for which, imgs, out in (("released", probes, metrics), ("source", sources, reference)):
+        names = {k: f"privacy_linkage_rank{k}" + ("" if j == 0 else f"_{rec.name}") for k in KS}
+        for imgs, out in ((probes, metrics), (sources, reference)):
             ranks = match_ranks(rec.embed(imgs), probe_ids, g, gallery_ids)
-            for k in KS:
-                name = f"privacy_linkage_rank{k}" + ("" if j == 0 else f"_{rec.name}")
+            for k, name in names.items():
                 out[name] = rate_metric(ranks, k, len(gallery_ids), resamples, seed, headline=j == 0)
                 if j == 0:
                     out[name]["fr_model"] = rec.name
-        info[rec.name] = {f"rank{k}": metrics[f"privacy_linkage_rank{k}" + ("" if j == 0 else f"_{rec.name}")]["value"]
-                          for k in KS}
-        info[rec.name].update({f"unprotected_rank{k}": reference[f"privacy_linkage_rank{k}" + ("" if j == 0 else
-                                                                                             f"_{rec.name}")]["value"]
-                               for k in KS})
+        info[rec.name] = {**{f"rank{k}": metrics[n]["value"] for k, n in names.items()},
+                          **{f"unprotected_rank{k}": reference[n]["value"] for k, n in names.items()}}
     return metrics, reference, info
 
 

@@ -106,18 +106,15 @@ DOMAINS: dict[str, DomainConfig] = {
         age_probs=((1 / 9,) * 9,) * 5, age_label="years", n_identities=2000, images_per_identity=15,
         yaw_sd_deg=22.0, face_scale=0.63, textured_background=True, blur=0.15, noise_sd=7.0,
         lighting=0.25, notes="pretraining population for the tiny diffusion model; in no split"),
-    # Face-recognition population: the FR zoo trains and is calibrated here; no identity of any split or
-    # of the pretraining population. FairFace-like attributes, moderate pose, per-identity marks.
-    "synthfaces-fr": DomainConfig(
-        name="synthfaces-fr", seed=20261122,
-        race_labels=("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern"),
-        race_probs=(0.19, 0.14, 0.15, 0.14, 0.12, 0.14, 0.12),
-        female_prob=(0.45, 0.50, 0.50, 0.50, 0.48, 0.46, 0.33),
-        age_probs=(_AGE_OLDER, _AGE_YOUNG, _AGE_ADULT, _AGE_ADULT, _AGE_YOUNG, _AGE_ADULT, _AGE_ADULT),
-        age_label="bin", n_identities=3200, yaw_sd_deg=12.0, face_scale=0.62, textured_background=True,
-        blur=0.15, noise_sd=5.0, lighting=0.15, smile_prob=0.3, age_drift_years=2.0, identity_marks=True,
-        notes="face-recognition population (FR zoo training and identity calibration); in no split"),
 }
+
+# Face-recognition population: the FR zoo trains and is calibrated here; no identity of any split or of
+# the pretraining population. synthfaces-a's attribute tables, moderate pose, per-identity marks.
+DOMAINS["synthfaces-fr"] = replace(
+    DOMAINS["synthfaces-a"], name="synthfaces-fr", seed=20261122, n_identities=3200, yaw_sd_deg=12.0,
+    face_scale=0.62, blur=0.15, noise_sd=5.0, lighting=0.15, smile_prob=0.3, age_drift_years=2.0,
+    identity_marks=True,
+    notes="face-recognition population (FR zoo training and identity calibration); in no split")
 
 _BIN_LOWER = np.array([0, 3, 10, 20, 30, 40, 50, 60, 70])
 _BIN_UPPER = np.array([3, 10, 20, 30, 40, 50, 60, 70, 90])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from decobench.models.base import BaseModelError
-from decobench.models.fr.train import ZooSpec
+from decobench.models.fr.train import ZooSpec, to_unit
 
 WEIGHTS = Path(__file__).parent / "weights"
 MANIFEST = WEIGHTS / "zoo.json"  # population, protocol, attribute-only floor; each model has <name>.json
@@ -30,10 +30,6 @@ ZOO = [ZooSpec("resnet-arcface", "resnet", "arcface"), ZooSpec("resnet-cosface",
        ZooSpec("resnet-softmax", "resnet", "softmax"), ZooSpec("mobilenet-softmax", "mobilenet", "softmax"),
        ZooSpec("senet-arcface", "senet", "arcface"), ZooSpec("senet-cosface", "senet", "cosface")]
 SPECS = {s.name: s for s in ZOO}
-
-
-def _to_unit(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
 
 
 class FaceRecognizer:
@@ -56,7 +52,7 @@ class ZooRecognizer(FaceRecognizer):
 
     @torch.no_grad()
     def embed(self, images: np.ndarray, batch: int = 512) -> torch.Tensor:
-        out = [self.net.embed_tensor(_to_unit(images[i:i + batch]).to(self.device)).cpu()
+        out = [self.net.embed_tensor(to_unit(images[i:i + batch]).to(self.device)).cpu()
                for i in range(0, len(images), batch)]
         return torch.cat(out) if out else torch.empty(0, self.net.dim)
 
@@ -77,7 +73,7 @@ class TorchScriptRecognizer(FaceRecognizer):
 
     @torch.no_grad()
     def embed(self, images: np.ndarray, batch: int = 256) -> torch.Tensor:
-        return torch.cat([self.embed_tensor(_to_unit(images[i:i + batch]).to(self.device)).cpu()
+        return torch.cat([self.embed_tensor(to_unit(images[i:i + batch]).to(self.device)).cpu()
                           for i in range(0, len(images), batch)])
 
 
