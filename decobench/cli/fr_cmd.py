@@ -46,7 +46,7 @@ def train(models, epochs):
 
     \b
     Examples:
-      decobench fr train                       # the whole zoo, one model after another (~1 h on 2 CPU cores)
+      decobench fr train                       # the whole zoo, one model after another (~1.5 h on 2 CPU cores)
       decobench fr train --model resnet-arcface
     """
     import torch

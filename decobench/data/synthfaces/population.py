@@ -111,8 +111,8 @@ DOMAINS: dict[str, DomainConfig] = {
 # Face-recognition population: the FR zoo trains and is calibrated here; no identity of any split or of
 # the pretraining population. synthfaces-a's attribute tables, moderate pose, per-identity marks.
 DOMAINS["synthfaces-fr"] = replace(
-    DOMAINS["synthfaces-a"], name="synthfaces-fr", seed=20261122, n_identities=3200, yaw_sd_deg=12.0,
-    face_scale=0.62, blur=0.15, noise_sd=5.0, lighting=0.15, smile_prob=0.3, age_drift_years=2.0,
+    DOMAINS["synthfaces-a"], name="synthfaces-fr", seed=20261122, n_identities=3200, images_per_identity=60,
+    yaw_sd_deg=12.0, face_scale=0.62, blur=0.15, noise_sd=5.0, lighting=0.15, smile_prob=0.3, age_drift_years=2.0,
     identity_marks=True,
     notes="face-recognition population (FR zoo training and identity calibration); in no split")
 
@@ -256,8 +256,9 @@ FRAME_COLOURS = np.array([[20, 20, 20], [120, 30, 30], [30, 40, 120], [170, 140,
 
 def _identity_marks(seed: int, n_id: int) -> dict[str, np.ndarray]:
     """What makes one person recognisable at 32 px: two birthmarks (position, size, colour), glasses
-    for half (frame colour, shape, thickness), an eye colour, a brow tilt, an eye asymmetry, and a
-    personal tint of hair colour and skin tone on top of the race-typical ones."""
+    for half (frame colour, shape, thickness), an eye colour, a brow tilt, an eye asymmetry, a
+    personal tint of hair colour and skin tone on top of the race-typical ones, and the shape of the
+    hairline (a fringe: amplitude, frequency and phase of a wave along it)."""
     rng = np.random.default_rng([seed, 7])
     return {
         "mole_xy": np.stack([rng.uniform(-0.5, 0.5, (n_id, 2)), rng.uniform(-0.35, 0.75, (n_id, 2))], -1),
@@ -273,6 +274,9 @@ def _identity_marks(seed: int, n_id: int) -> dict[str, np.ndarray]:
         "frame_rgb": FRAME_COLOURS[rng.integers(0, len(FRAME_COLOURS), n_id)] * rng.normal(1, 0.1, (n_id, 1)),
         "frame_round": rng.uniform(0.75, 1.3, n_id),
         "frame_w": rng.uniform(0.025, 0.05, n_id),
+        "fringe_amp": rng.uniform(0.04, 0.16, n_id),
+        "fringe_freq": rng.uniform(2.5, 7.0, n_id),
+        "fringe_phase": rng.uniform(0, 2 * np.pi, n_id),
     }
 
 

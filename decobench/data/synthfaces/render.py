@@ -174,6 +174,8 @@ def _face_chunk(p: dict, size: int, style) -> tuple[np.ndarray, np.ndarray]:
     q *= q
     q *= q
     hl = _col(-0.50 - 0.40 * p["bald"]) + 0.9 * q
+    if "fringe_amp" in p:  # identity marks: a personal hairline (a fringe wave that turns with the head)
+        hl = hl + _col(p["fringe_amp"]) * np.sin(_col(p["fringe_freq"]) * xs / _col(fw) + _col(p["fringe_phase"]))
     head = np.clip((1 - (xs / _col(fw * 1.10 * vol)) ** 2 - ((y + 0.06) / _col(1.10 * vol)) ** 2) * 8, 0, 1)
     cap = head * np.clip((hl - y) * 14, 0, 1)
     _blend(img, cap, hair_shade)

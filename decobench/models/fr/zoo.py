@@ -26,8 +26,10 @@ MANIFEST = WEIGHTS / "zoo.json"  # population, protocol, attribute-only floor; e
 
 # three backbone families x the losses of the OPOM paper's zoo: the resnet trio are the surrogates,
 # the others differ in backbone (and loss) and serve as black-box targets
-ZOO = [ZooSpec("resnet-arcface", "resnet", "arcface"), ZooSpec("resnet-cosface", "resnet", "cosface"),
-       ZooSpec("resnet-softmax", "resnet", "softmax"), ZooSpec("mobilenet-softmax", "mobilenet", "softmax"),
+ZOO = [ZooSpec("resnet-arcface", "resnet", "arcface", epochs=5),
+       ZooSpec("resnet-cosface", "resnet", "cosface", epochs=5),
+       ZooSpec("resnet-softmax", "resnet", "softmax", epochs=5),
+       ZooSpec("mobilenet-softmax", "mobilenet", "softmax"),
        ZooSpec("senet-arcface", "senet", "arcface"), ZooSpec("senet-cosface", "senet", "cosface")]
 SPECS = {s.name: s for s in ZOO}
 
