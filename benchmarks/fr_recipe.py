@@ -28,16 +28,19 @@ def main() -> None:
     ap.add_argument("--family", default="resnet")
     ap.add_argument("--loss", default="arcface")
     args = ap.parse_args()
-    if args.per > args.views or args.train_ids > args.identities - 1400:
-        raise SystemExit("error: --per must be <= --views and --train-ids <= --identities - 1400")
 
     import decobench.models.fr.train as T
     from decobench.data.synthfaces import DOMAINS
 
+    held_out = ("val", "enrolled", "distractors")  # kept at the zoo's sizes, moved to the population's end
+    widths = [T.IDENTITY_RANGES[k][1] - T.IDENTITY_RANGES[k][0] for k in held_out]
+    if args.per > args.views or args.train_ids > args.identities - sum(widths):
+        raise SystemExit(f"error: --per must be <= --views and --train-ids <= --identities - {sum(widths)}")
     DOMAINS[T.DOMAIN] = replace(DOMAINS[T.DOMAIN], n_identities=args.identities, images_per_identity=args.views)
-    base = args.identities - 1400
-    T.IDENTITY_RANGES.update({"train": (0, args.train_ids), "val": (base, base + 200),
-                              "enrolled": (base + 200, base + 700), "distractors": (base + 700, args.identities)})
+    start = args.identities - sum(widths)
+    T.IDENTITY_RANGES["train"] = (0, args.train_ids)
+    for k, w in zip(held_out, widths):
+        T.IDENTITY_RANGES[k], start = (start, start + w), start + w
     data = T.FRData()
     spec = T.ZooSpec("recipe", args.family, args.loss, epochs=args.epochs, images_per_identity=args.per)
     net, info = T.train_zoo_model(spec, data, log=lambda s: print(s, flush=True))

@@ -118,7 +118,7 @@ def train_zoo_model(spec: ZooSpec, data: FRData, log=print) -> tuple[FRNet, dict
     t0 = time.time()
     torch.manual_seed(spec.seed)
     rows = data.rows("train", spec.images_per_identity)
-    x = torch.from_numpy(data.images(rows))  # uint8; converted batch by batch (tens of thousands of faces)
+    x = data.images(rows)  # uint8; converted batch by batch (a hundred thousand faces)
     y = torch.as_tensor(data.labels["identity"].to_numpy()[rows] - IDENTITY_RANGES["train"][0])
     n_classes = IDENTITY_RANGES["train"][1] - IDENTITY_RANGES["train"][0]
     net = FRNet(spec.family, spec.dim, spec.input_size)
@@ -136,7 +136,7 @@ def train_zoo_model(spec: ZooSpec, data: FRData, log=print) -> tuple[FRNet, dict
         losses = []
         for i in range(steps_per_epoch):
             b = perm[i * spec.batch:(i + 1) * spec.batch]
-            emb = net(net.prepare(_degrade(to_unit(x[b].numpy()), g)))
+            emb = net(net.prepare(_degrade(to_unit(x[b.numpy()]), g)))
             loss = loss_fn(emb, y[b])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{spec.name}: non-finite loss at epoch {epoch + 1} step {i}")
