@@ -20,7 +20,9 @@ from decobench.io import atomic_write_bytes, atomic_write_text
 from decobench.models.lora import lora_target_names
 
 
-def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu"):
+def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu", compile_unet: bool = False):
+    """``compile_unet``: ``torch.compile`` the fused UNet (hook included); computes the same function, faster
+    after a compilation of about a minute (benchmarks/results/sd15_gpu_*.json)."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
 
     schedulers = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
@@ -44,7 +46,10 @@ def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu"):
         first = dict(pipe.unet.named_modules())[lora_target_names(pipe.unet)[0]]
         handle = first.register_forward_hook(lambda m, a, out: method.transform_first(out))
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device), handle
+    pipe = pipe.to(device)
+    if compile_unet:
+        pipe.unet.compile()
+    return pipe, handle
 
 
 def release(pipe, images: np.ndarray, prompts: list[str], cfg, seed: int, device="cpu", desc="release"):

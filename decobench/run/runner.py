@@ -64,7 +64,8 @@ def select_attacks(names, kind: str = "data"):
 def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, profile: str = "embedded",
                   base_name: str = "tiny-synthface", base_path=None, out="runs", data_root=None,
                   device: str = "auto", overrides: dict | None = None, sensitive: str | None = None,
-                  attacks: list[str] | None = None, log=print) -> tuple[dict, Path]:
+                  attacks: list[str] | None = None, log=print, compile_unet: bool = False) -> tuple[dict, Path]:
+    """``compile_unet``: an execution option like ``device`` (speed only, not in the config hash)."""
     t_all = time.time()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     method_entry = methods.entry(method)
@@ -89,11 +90,11 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
     run_dir = run_folder(out, setup, method, regime, cfg, seed)
     with file_lock(run_dir.parent / f".seed{seed}.lock"):
         return _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, dsets, split_ids,
-                    base_name, base_path, device, cache, run_dir, t_all, log)
+                    base_name, base_path, device, cache, run_dir, t_all, log, compile_unet)
 
 
 def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, dsets, split_ids, base_name,
-         base_path, device, cache, run_dir, t_all, log):
+         base_path, device, cache, run_dir, t_all, log, compile_unet):
     seconds: dict[str, float] = {}
     torch.manual_seed(seed)
 
@@ -113,7 +114,7 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
     trained = _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device,
                      cache, latents, timed, log)
     rel_dirs, pipe, hook = _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey,
-                                    device, cache, trained, timed)
+                                    device, cache, trained, timed, compile_unet)
     try:
         evaluations = _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained,
                               rel_dirs, timed, log, pipe, latents)
@@ -124,7 +125,7 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
     result = build_result(method=method, method_entry=method_entry, method_version=trained["method_version"],
                           setup=setup, regime=regime, seed=seed, cfg=cfg, names=names, dsets=dsets, base=base,
                           bkey=bkey, device=device, suite=suite, seconds=seconds, counts=trained["counts"],
-                          training=trained["training"], evaluations=evaluations)
+                          training=trained["training"], evaluations=evaluations, compiled=compile_unet)
     run_dir.mkdir(parents=True, exist_ok=True)
     for f in ("pytorch_lora_weights.safetensors", "method_modules.safetensors", "training.json"):
         if (trained["dir"] / f).is_file():
@@ -188,10 +189,10 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
 
 
 def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey, device, cache, trained,
-             timed) -> dict:
+             timed, compile_unet=False) -> dict:
     """img2img of the regime's real splits (and G) through the fused LoRA; returns the cached folders."""
     base_fresh = load_base(base_name, base_path, device=device, resolution=cfg.resolution)  # unfused copy
-    pipe, hook = build_pipeline(base_fresh, trained["dir"], cfg.release, trained["method"], device)
+    pipe, hook = build_pipeline(base_fresh, trained["dir"], cfg.release, trained["method"], device, compile_unet)
     weights_digest = {f.name: sha256_file(f) for f in sorted(trained["dir"].glob("*.safetensors"))}
     policy, rel_dirs = cfg.train.prompt_policy, {}
     for n in names["evaluate"]:
