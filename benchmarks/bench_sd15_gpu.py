@@ -10,21 +10,20 @@ in one process:
   every step, same method, same step) — images/s and peak memory. Variants: channels_last, gradient
   checkpointing, ``torch.compile``.
 - Release (img2img, strength 0.75, guidance 7.5, 50 DDIM steps): decobench's ``build_pipeline`` +
-  ``release`` at large batches (*ours*), against the stock diffusers img2img pipeline in fp32 at batch 1
-  (*reference*, DECO-Bench's setting) — images/s and peak memory. Variants: bf16 weights +
-  channels_last, batch size, ``torch.compile``, DPM-Solver with fewer steps.
+  ``release`` at large batches (*ours*: bf16 weights, channels-last), against the stock diffusers img2img
+  pipeline in fp32 at batch 1 (*reference*, DECO-Bench's setting) — images/s and peak memory.
+  Variants: batch 256 (the paper profile's), ``--compile``, DPM-Solver with 25 steps.
 - Model FLOPs per image (``torch.utils.flop_counter``) -> achieved TFLOP/s and share of the GPU's bf16
   peak (the spec sheet's dense figure and a measured 8192^3 bf16 matmul).
 
     python benchmarks/bench_sd15_gpu.py                      # GPU: writes results/sd15_gpu_<gpu>.json
-    python benchmarks/bench_sd15_gpu.py --config tiny --device cpu --quick   # the CPU smoke run (tests)
+    python benchmarks/bench_sd15_gpu.py --config tiny --device cpu --quick --out /tmp/x.json  # CPU smoke (tests)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import tempfile
@@ -40,112 +39,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 from decobench.io import atomic_write_json  # noqa: E402
 from decobench.models import tiny  # noqa: E402
 
-SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,  # SD v1-5's real config
-                 block_out_channels=[320, 640, 1280, 1280], cross_attention_dim=768, attention_head_dim=8,
-                 norm_num_groups=32, down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-                 up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3, flip_sin_to_cos=True, freq_shift=0)
-SD15_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=512, layers_per_block=2,
-                block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
-                up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=0.18215)
-SD15_TEXT = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                 max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
-CONFIGS = {"sd15": (SD15_UNET, SD15_VAE, SD15_TEXT, 77),
-           "tiny": (tiny.UNET_CONFIG, tiny.VAE_CONFIG, tiny.TEXT_CONFIG, tiny.MAX_TOKENS)}
-# dense bf16 tensor-core peak from the vendor's data sheet (SXM parts), TFLOP/s
-SPEC_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
-# DECO-Bench A.4 on one H100: LoRA 15 epochs at batch 128 in 2 h; G (6K images) released at batch 1 in 4 h.
-# Its Tr is ~13K images (G = 6K = 0.25 of the data it used, Tr = 0.9 x 0.6 of it): ~27 training images/s.
-PAPER = {"train_images_per_s": round(15 * 0.9 * 0.6 * 6000 / 0.25 / 7200, 1), "train_memory_gb": 23,
-         "release_images_per_s": round(6000 / (4 * 3600), 2), "release_memory_gb": 13}
-
-
-def build_shaped(folder: Path, config: str) -> None:
-    """A diffusers-format base-model folder of ``config``'s shapes with random (seeded) weights."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    unet_cfg, vae_cfg, text_cfg, tokens = CONFIGS[config]
-    torch.manual_seed(0)
-    tiny.write_tokenizer(folder / "tokenizer")
-    tok_cfg = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text())
-    (folder / "tokenizer" / "tokenizer_config.json").write_text(json.dumps({**tok_cfg, "model_max_length": tokens}))
-    v = tiny.vocab()
-    CLIPTextModel(CLIPTextConfig(vocab_size=len(v), bos_token_id=v["<|startoftext|>"], eos_token_id=v["<|endoftext|>"],
-                                 pad_token_id=v["<|endoftext|>"], **{**text_cfg, "max_position_embeddings": tokens})
-                  ).save_pretrained(folder / "text_encoder")
-    AutoencoderKL(**vae_cfg).save_pretrained(folder / "vae")
-    UNet2DConditionModel(**unet_cfg).save_pretrained(folder / "unet")
-    (folder / "scheduler").mkdir(parents=True, exist_ok=True)
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"_class_name": "DDPMScheduler",
-                                                                            **tiny.SCHEDULER_CONFIG}))
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-
-
-class Gpu:
-    """Wall clock with device synchronisation, peak memory, and the device's name."""
-
-    def __init__(self, device: str):
-        self.device, self.cuda = device, device.startswith("cuda")
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def reset_peak(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-
-    def peak_gib(self):
-        return round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if self.cuda else None
-
-    def free(self):
-        gc.collect()
-        if self.cuda:
-            torch.cuda.empty_cache()
-
-    @contextlib.contextmanager
-    def clock(self, box: list):
-        self.sync()
-        t = time.perf_counter()
-        yield
-        self.sync()
-        box.append(time.perf_counter() - t)
-
-    def name(self) -> str:
-        return torch.cuda.get_device_name() if self.cuda else "cpu"
-
-    def matmul_tflops(self) -> float | None:
-        if not self.cuda:
-            return None
-        a = torch.randn(8192, 8192, device=self.device, dtype=torch.bfloat16)
-        for _ in range(3):
-            a @ a
-        box = []
-        with self.clock(box):
-            for _ in range(10):
-                a @ a
-        return round(10 * 2 * 8192 ** 3 / box[0] / 1e12, 1)
-
-
-def count_flops(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
-        fn()
-    return float(fc.get_total_flops())
-
-
-def kernel_seconds(fn) -> float:
-    """Seconds the GPU spent in kernels while ``fn`` ran (torch.profiler); over the wall time of the same
-    work measured without the profiler, that is the share of time the GPU was busy."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    return sum(e.self_device_time_total for e in prof.key_averages()) / 1e6
-
+from sd15_shaped import CONFIGS, PAPER, SPEC_BF16_TFLOPS, Gpu, build_shaped, count_flops  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------- data
 
@@ -277,13 +171,6 @@ def time_release(pipe, images, prompts, cfg, gpu: Gpu, reference: bool = False) 
             "peak_gib": gpu.peak_gib()}
 
 
-def bf16_channels_last(pipe):
-    pipe.to(dtype=torch.bfloat16)
-    pipe.unet.to(memory_format=torch.channels_last)
-    pipe.vae.to(memory_format=torch.channels_last)
-    return pipe
-
-
 # ----------------------------------------------------------------------------------------------- main
 
 PARTIAL: list = []  # (record, path): what is measured so far is written after every measurement
@@ -316,10 +203,10 @@ class Bench:
         self.rec.setdefault("release", {})
         self.lora_dir, self.method, self.ds, self.data = folder.parent / "lora", None, None, None
 
-    def base(self):
+    def base(self, device=None):
         from decobench.models.base import load_base
 
-        return load_base("sd15", self.folder, device=self.gpu.device, resolution=self.args.resolution)
+        return load_base("sd15", self.folder, device=device or self.gpu.device, resolution=self.args.resolution)
 
     def train(self, name: str) -> None:
         from decobench.models.lora import save_lora
@@ -338,18 +225,10 @@ class Bench:
         attempt(self.rec["train"], name, lambda: time_training(trainer, train, val, gpu, args.warm, args.steps))
         if name == "decobench":
             attempt(self.rec, "train_flops_per_image", lambda: train_flops(trainer, train, val) / args.batch)
-            if gpu.cuda:
-                attempt(self.rec, "train_gpu_busy", lambda: self._busy(trainer, train, val))
             save_lora(base.unet, self.lora_dir)
             self.method = trainer.method
-        del base, trainer
+        base = trainer = None  # noqa: F841 - free the model before the next variant
         gpu.free()
-
-    def _busy(self, trainer, train, val, steps: int = 4) -> dict:
-        trainer.cfg = trainer.cfg.model_copy(update={"max_steps": steps, "eval_every": steps})
-        per_step = (kernel_seconds(lambda: trainer.fit(train, val)) - kernel_seconds(lambda: trainer.evaluate(val))) / steps
-        wall = self.rec["train"]["decobench"]["s_per_step"]
-        return {"kernel_s_per_step": round(per_step, 4), "wall_s_per_step": wall, "busy": round(per_step / wall, 3)}
 
     def train_reference(self) -> None:
         args, raw = self.args, (self.data["train"]["raw"], self.data["val"]["raw"])
@@ -357,11 +236,10 @@ class Bench:
         trainer = make_trainer(base, self.ds, args.batch, self.gpu.device, reference=True)
         attempt(self.rec["train"], "reference", lambda: time_training(trainer, *raw, self.gpu, 1, args.reference_steps))
         attempt(self.rec, "reference_train_flops_per_image", lambda: train_flops(trainer, *raw) / args.batch)
-        del base, trainer
+        base = trainer = None  # noqa: F841 - free the model before the next variant
         self.gpu.free()
 
-    def release(self, name: str, steps: int, batch: int, scheduler="ddim", fast=False, compile_unet=False,
-                flops=False) -> None:
+    def release(self, name: str, steps: int, batch: int, scheduler="ddim", compile_unet=False, flops=False) -> None:
         from decobench.run.release import build_pipeline, release
 
         n = self.args.release_images
@@ -370,16 +248,11 @@ class Bench:
 
         def go():
             pipe, _ = build_pipeline(self.base(), self.lora_dir, cfg, self.method, self.gpu.device, compile_unet)
-            if fast:
-                bf16_channels_last(pipe)
             out = time_release(pipe, images, prompts, cfg, self.gpu)
             if flops:
                 k = min(batch, n)
-                one_batch = lambda: release(pipe, images[:k], prompts[:k], cfg, 0, self.gpu.device)  # noqa: E731
-                self.rec["release_flops_per_image"] = count_flops(one_batch) / k
-                if self.gpu.cuda:
-                    busy = kernel_seconds(one_batch) / (k / out["images_per_s"])
-                    self.rec["release_gpu_busy"] = {"batch": k, "busy": round(busy, 3)}
+                self.rec["release_flops_per_image"] = count_flops(
+                    lambda: release(pipe, images[:k], prompts[:k], cfg, 0, self.gpu.device)) / k
             return out
         attempt(self.rec["release"], name, go)
         self.gpu.free()
@@ -390,9 +263,9 @@ class Bench:
         k, cfg = self.args.reference_images, release_cfg(50, 1)
         images, prompts = self.data["train"]["images"][:k], self.data["train"]["prompts"][:k]
 
-        def go():
-            pipe, _ = build_pipeline(self.base(), self.lora_dir, cfg, self.method, self.gpu.device)
-            return time_release(pipe, images, prompts, cfg, self.gpu, reference=True)
+        def go():  # the same fused pipeline built on the CPU, then moved as it is: fp32 weights, NCHW
+            pipe, _ = build_pipeline(self.base("cpu"), self.lora_dir, cfg, self.method, "cpu")
+            return time_release(pipe.to(self.gpu.device), images, prompts, cfg, self.gpu, reference=True)
         attempt(self.rec["release"], "reference", go)
         self.gpu.free()
 
@@ -402,21 +275,21 @@ class Bench:
         self.train("decobench")
         if self.args.only_compile:  # the compiled variants alone (their compilation takes minutes)
             self.train("compile")
-            self.release("bf16_channels_last_batch_x2_compile", 50, 2 * big, fast=True, compile_unet=True)
+            self.release("batch_256_compile", 50, 2 * big, compile_unet=True)
             return
         for name in ("gradient_checkpointing", "channels_last", "batch_x2"):
             if name in v:
                 self.train(name)
         self.train_reference()
         self.release("decobench", 50, big, flops=True)
-        if "bf16" in v:
-            self.release("bf16_channels_last_batch_x2", 50, 2 * big, fast=True)
+        if "batch_x2" in v:
+            self.release("batch_256", 50, 2 * big)
         if "dpm" in v:
-            self.release("bf16_channels_last_batch_x2_dpm25", 25, 2 * big, "dpm", fast=True)
+            self.release("batch_256_dpm25", 25, 2 * big, "dpm")
         self.release_reference()
         if "compile" in v:
             self.train("compile")
-            self.release("bf16_channels_last_batch_x2_compile", 50, 2 * big, fast=True, compile_unet=True)
+            self.release("batch_256_compile", 50, 2 * big, compile_unet=True)
 
 
 def summarise(rec: dict, peak_spec: float | None) -> None:
@@ -452,11 +325,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--release-images", type=int, default=512)
     ap.add_argument("--release-batch", type=int, default=128)
     ap.add_argument("--reference-images", type=int, default=8)
-    ap.add_argument("--variants", default="gradient_checkpointing,channels_last,batch_x2,bf16,dpm,compile",
+    ap.add_argument("--variants", default="gradient_checkpointing,channels_last,batch_x2,dpm,compile",
                     help="comma list of the variants to measure beside decobench's default and the reference")
+    ap.add_argument("--quick", action="store_true", help="a few steps and images of each: the tests' smoke run")
     ap.add_argument("--only-compile", action="store_true", help="decobench's default and the compiled variants")
     ap.add_argument("--out", default=None, help="default: benchmarks/results/sd15_gpu_<device>.json")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.batch, args.warm, args.steps, args.reference_steps, args.val_images = 4, 1, 2, 1, 8
+        args.release_images, args.release_batch, args.reference_images = 4, 2, 1
+        args.variants = "gradient_checkpointing,batch_x2"
     args.variants = [v for v in args.variants.split(",") if v]
     args.resolution = args.resolution or (128 if args.config == "sd15" else tiny.IMAGE_SIZE)
     gpu = Gpu(args.device)

@@ -124,6 +124,19 @@ def test_adversary_accuracy_falls_for_ce_and_ce_mask_vs_baseline():
         assert ev["val_adversary_acc"] < baseline_acc - 0.15, (name, ev, baseline_acc)
 
 
+def test_gradient_checkpointing_changes_memory_not_what_is_trained():
+    """``decobench run --gradient-checkpointing`` is an execution option: the same LoRA, to the last bit."""
+    weights = []
+    for checkpointing in (False, True):
+        tr, base = _trainer(methods.get("ce_mask"), steps=6)
+        if checkpointing:
+            base.unet.enable_gradient_checkpointing()
+        assert base.unet.is_gradient_checkpointing == checkpointing
+        tr.fit(*_data(base))
+        weights.append([p.detach().clone() for p in tr.lora_params])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
 def test_selection_never_keeps_a_checkpoint_before_the_game_has_run():
     """Old rule (lowest V-MSE) kept step 100 of 400 for ce; now only steps >= select_after are eligible."""
     _, summary = _fit("ce", steps=80, eval_every=10, select_after=0.5, patience=2)

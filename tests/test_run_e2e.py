@@ -8,7 +8,7 @@ import torch
 
 from decobench.models.base import TINY_DIR, missing_files
 from decobench.results.schema import ResultValidationError, validate
-from decobench.run.runner import run_benchmark
+from decobench.run.runner import Execution, run_benchmark
 
 pytestmark = pytest.mark.skipif(bool(missing_files(TINY_DIR)), reason="tiny-synthface weights not built")
 QUIET = {"log": lambda *a: None, "device": "cpu"}
@@ -80,6 +80,15 @@ def test_rerun_reuses_stages_and_resumes_after_a_kill(quick_run):
     a, b = again["evaluations"][0]["metrics"], result["evaluations"][0]["metrics"]
     assert a == b  # same command, same seed: the same numbers, to the last digit
     assert again["stage_seconds"]["attack_cls"] < 5 and again["stage_seconds"]["train"] > 1
+
+
+def test_execution_options_are_recorded_and_not_part_of_the_key(quick_run):
+    out, result, run_dir = quick_run
+    again, again_dir = run_benchmark("ce_mask", "A", profile="quick", out=out,
+                                     execution=Execution(gradient_checkpointing=True), **QUIET)
+    assert again_dir == run_dir and again["config_hash"] == result["config_hash"]  # same cells, same stages
+    assert again["hardware"]["gradient_checkpointing"] is True and "gradient_checkpointing" not in result["hardware"]
+    assert again["evaluations"][0]["metrics"] == result["evaluations"][0]["metrics"]
 
 
 def test_baseline_real_is_shared_and_baseline_has_no_pt(quick_run):

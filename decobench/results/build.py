@@ -41,10 +41,11 @@ def versions() -> dict:
     return out
 
 
-def hardware(device, compiled: bool = False) -> dict:
-    hw = {"device": str(device), "machine": platform.machine(), "cpu_threads": torch.get_num_threads()}
-    if compiled:  # recorded only when on: results made before the option existed stay what HEAD writes
-        hw["torch_compile"] = True
+def hardware(device, execution: dict | None = None) -> dict:
+    """``execution``: the execution options that are on (recorded only when on, so results made before
+    an option existed stay what HEAD writes)."""
+    hw = {"device": str(device), "machine": platform.machine(), "cpu_threads": torch.get_num_threads(),
+          **(execution or {})}
     if str(device).startswith("cuda"):
         hw["gpu"] = torch.cuda.get_device_name(0)
     return hw
@@ -62,7 +63,7 @@ def comparability_key(result: dict) -> str:
 
 
 def build_result(*, method, method_entry, method_version, setup, regime, seed, cfg, names, dsets, base, bkey, device,
-                 suite, seconds, counts, training, evaluations, compiled: bool = False) -> dict:
+                 suite, seconds, counts, training, evaluations, execution: dict | None = None) -> dict:
     result = {
         "schema_version": SCHEMA_VERSION, "method": method, "method_origin": method_entry.origin,
         "method_version": method_version, "method_params": cfg.method, "setup": setup, "regime": regime,
@@ -74,7 +75,7 @@ def build_result(*, method, method_entry, method_version, setup, regime, seed, c
         "base_weights": bkey["weights"], "resolution": base.resolution,
         "attacks": {e.name: {"version": e.obj.version, "origin": e.origin} for e in suite},
         "decobench_version": decobench.__version__, "decobench_commit": commit(), "packages": versions(),
-        "hardware": hardware(device, compiled), "precision": bkey["precision"], "stage_seconds": seconds,
+        "hardware": hardware(device, execution), "precision": bkey["precision"], "stage_seconds": seconds,
         "parameter_counts": counts,
         "training": {k: training[k] for k in ("steps", "selected_step", "select_on", "select_from_step")}
         | {"history": training["history"]},

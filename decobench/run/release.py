@@ -2,7 +2,9 @@
 
 StableDiffusionImg2ImgPipeline from the base model's parts, the LoRA loaded from the run folder with
 diffusers' ``load_lora_weights`` and fused at scale 1 (DECO-Bench A.3), strength 0.75, guidance 7.5,
-batched. A method that transforms the first adapted layer (CE+Mask's FGN) is attached by a hook.
+batched. A method that transforms the first adapted layer (CE+Mask's FGN) is attached by a hook. On
+CUDA the fused pipeline holds bf16 weights in channels-last layout and runs under bf16 autocast;
+``compile_unet`` compiles its UNet (benchmarks/bench_sd15_gpu.py measures each).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from decobench.models.lora import lora_target_names
 
 
 def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu", compile_unet: bool = False):
-    """``compile_unet``: ``torch.compile`` the fused UNet (hook included); computes the same function, faster
-    after a compilation of about a minute (benchmarks/results/sd15_gpu_*.json)."""
+    """``compile_unet``: ``torch.compile`` the fused UNet (hook included): the same function, faster after a
+    compilation of about a minute."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
 
     schedulers = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
@@ -47,6 +49,14 @@ def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu", compile
         handle = first.register_forward_hook(lambda m, a, out: method.transform_first(out))
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
+    if str(device).startswith("cuda"):  # bf16 weights, channels-last convolutions (computed in bf16 anyway)
+        dlogging.set_verbosity_error()  # "modules that should be kept in float32: []" (there are none)
+        try:
+            pipe.to(dtype=torch.bfloat16)
+        finally:
+            dlogging.set_verbosity(level)
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
     if compile_unet:
         pipe.unet.compile()
     return pipe, handle

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,18 @@ from decobench.run.release import build_pipeline, load_released, release, save_r
 from decobench.run.train import LatentSet, Trainer
 from decobench.setups import EMBEDDED_ROLES, REAL_ROLES, REGIMES
 from decobench.splits import load_split
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run executes, not what it computes (like ``device``): not in the config hash; the options
+    that are on are recorded in result.json's ``hardware``. Measured in benchmarks/results/sd15_gpu_*.json."""
+
+    compile_unet: bool = False  # torch.compile the released UNet (release, and attacks that query it)
+    gradient_checkpointing: bool = False  # recompute UNet activations in the LoRA's backward pass
+
+    def record(self) -> dict:
+        return {k: True for k, v in asdict(self).items() if v}
 
 
 def code_digest(*classes) -> str:
@@ -64,8 +77,8 @@ def select_attacks(names, kind: str = "data"):
 def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, profile: str = "embedded",
                   base_name: str = "tiny-synthface", base_path=None, out="runs", data_root=None,
                   device: str = "auto", overrides: dict | None = None, sensitive: str | None = None,
-                  attacks: list[str] | None = None, log=print, compile_unet: bool = False) -> tuple[dict, Path]:
-    """``compile_unet``: an execution option like ``device`` (speed only, not in the config hash)."""
+                  attacks: list[str] | None = None, log=print, execution: Execution = Execution()
+                  ) -> tuple[dict, Path]:
     t_all = time.time()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     method_entry = methods.entry(method)
@@ -90,11 +103,11 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
     run_dir = run_folder(out, setup, method, regime, cfg, seed)
     with file_lock(run_dir.parent / f".seed{seed}.lock"):
         return _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, dsets, split_ids,
-                    base_name, base_path, device, cache, run_dir, t_all, log, compile_unet)
+                    base_name, base_path, device, cache, run_dir, t_all, log, execution)
 
 
 def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, dsets, split_ids, base_name,
-         base_path, device, cache, run_dir, t_all, log, compile_unet):
+         base_path, device, cache, run_dir, t_all, log, execution):
     seconds: dict[str, float] = {}
     torch.manual_seed(seed)
 
@@ -111,10 +124,12 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
         return stages.latent_set(cache, base, dsets[n], split, split_ids(n, split, k), cfg.train.prompt_policy,
                                  cfg.sensitive, device)
 
+    if execution.gradient_checkpointing:
+        base.unet.enable_gradient_checkpointing()
     trained = _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device,
                      cache, latents, timed, log)
     rel_dirs, pipe, hook = _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey,
-                                    device, cache, trained, timed, compile_unet)
+                                    device, cache, trained, timed, execution.compile_unet)
     try:
         evaluations = _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained,
                               rel_dirs, timed, log, pipe, latents)
@@ -125,7 +140,7 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
     result = build_result(method=method, method_entry=method_entry, method_version=trained["method_version"],
                           setup=setup, regime=regime, seed=seed, cfg=cfg, names=names, dsets=dsets, base=base,
                           bkey=bkey, device=device, suite=suite, seconds=seconds, counts=trained["counts"],
-                          training=trained["training"], evaluations=evaluations, compiled=compile_unet)
+                          training=trained["training"], evaluations=evaluations, execution=execution.record())
     run_dir.mkdir(parents=True, exist_ok=True)
     for f in ("pytorch_lora_weights.safetensors", "method_modules.safetensors", "training.json"):
         if (trained["dir"] / f).is_file():

@@ -53,7 +53,8 @@ def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
 def base_key(base, device) -> dict:
     """What a stage computed with the base model depends on: its weights' content, size, device."""
     return {"base": base.name, "weights": base.weights_digest(), "resolution": base.resolution,
-            "device": str(device), "precision": "bf16-autocast" if str(device).startswith("cuda") else "fp32"}
+            "device": str(device),
+            "precision": "bf16-autocast, bf16 release weights" if str(device).startswith("cuda") else "fp32"}
 
 
 def latent_set(cache, base, ds, split: str, ids: list[str], policy: str, sensitive: str, device) -> LatentSet:
