@@ -83,6 +83,8 @@ def test_rerun_reuses_stages_and_resumes_after_a_kill(quick_run):
 
 
 def test_execution_options_are_recorded_and_not_part_of_the_key(quick_run):
+    """Same folder, same cached stages (so no retraining here: test_methods checks that gradient
+    checkpointing trains the same LoRA), the option recorded."""
     out, result, run_dir = quick_run
     again, again_dir = run_benchmark("ce_mask", "A", profile="quick", out=out,
                                      execution=Execution(gradient_checkpointing=True), **QUIET)
