@@ -34,20 +34,14 @@ PAPER = {"train_images_per_s": round(15 * 0.9 * 0.6 * 6000 / 0.25 / 7200, 1), "t
 
 def build_shaped(folder: Path, config: str) -> None:
     """A diffusers-format base-model folder of ``config``'s shapes with random (seeded) weights."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     unet_cfg, vae_cfg, text_cfg, tokens = CONFIGS[config]
     torch.manual_seed(0)
-    tiny.write_tokenizer(folder / "tokenizer")
-    tok_cfg = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text())
-    (folder / "tokenizer" / "tokenizer_config.json").write_text(json.dumps({**tok_cfg, "model_max_length": tokens}))
-    v = tiny.vocab()
-    CLIPTextModel(CLIPTextConfig(vocab_size=len(v), bos_token_id=v["<|startoftext|>"], eos_token_id=v["<|endoftext|>"],
-                                 pad_token_id=v["<|endoftext|>"], **{**text_cfg, "max_position_embeddings": tokens})
-                  ).save_pretrained(folder / "text_encoder")
-    AutoencoderKL(**vae_cfg).save_pretrained(folder / "vae")
-    UNet2DConditionModel(**unet_cfg).save_pretrained(folder / "unet")
+    tiny.write_tokenizer(folder / "tokenizer", tokens)
+    text_cfg = {**text_cfg, "max_position_embeddings": tokens}
+    text_encoder, vae, unet = tiny.build_components(folder / "tokenizer", text_cfg, vae_cfg, unet_cfg)
+    text_encoder.save_pretrained(folder / "text_encoder")
+    vae.save_pretrained(folder / "vae")
+    unet.save_pretrained(folder / "unet")
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"_class_name": "DDPMScheduler",
                                                                             **tiny.SCHEDULER_CONFIG}))

@@ -40,20 +40,22 @@ def vocab() -> dict[str, int]:
     return v
 
 
-def write_tokenizer(folder: Path) -> None:
+def write_tokenizer(folder: Path, max_tokens: int = MAX_TOKENS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab()))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"model_max_length": MAX_TOKENS, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True}))
+        {"model_max_length": max_tokens, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True}))
 
 
-def build_components(tokenizer_dir: Path):
-    """Fresh (random) text encoder, VAE and UNet of the tiny configuration."""
+def build_components(tokenizer_dir: Path, text_config: dict = TEXT_CONFIG, vae_config: dict = VAE_CONFIG,
+                     unet_config: dict = UNET_CONFIG):
+    """Fresh (random) text encoder, VAE and UNet, in that order; the tiny configuration by default (the
+    GPU benchmark passes SD v1-5's)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     v = vocab()
     text_cfg = CLIPTextConfig(vocab_size=len(v), bos_token_id=v["<|startoftext|>"],
-                              eos_token_id=v["<|endoftext|>"], pad_token_id=v["<|endoftext|>"], **TEXT_CONFIG)
-    return CLIPTextModel(text_cfg), AutoencoderKL(**VAE_CONFIG), UNet2DConditionModel(**UNET_CONFIG)
+                              eos_token_id=v["<|endoftext|>"], pad_token_id=v["<|endoftext|>"], **text_config)
+    return CLIPTextModel(text_cfg), AutoencoderKL(**vae_config), UNet2DConditionModel(**unet_config)

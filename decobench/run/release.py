@@ -9,6 +9,7 @@ CUDA the fused pipeline holds bf16 weights in channels-last layout and runs unde
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from pathlib import Path
@@ -22,6 +23,18 @@ from decobench.io import atomic_write_bytes, atomic_write_text
 from decobench.models.lora import lora_target_names
 
 
+@contextlib.contextmanager
+def _diffusers_errors_only():
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(level)
+
+
 def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu", compile_unet: bool = False):
     """``compile_unet``: ``torch.compile`` the fused UNet (hook included): the same function, faster after a
     compilation of about a minute."""
@@ -33,14 +46,8 @@ def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu", compile
         vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
         scheduler=schedulers[cfg.scheduler].from_config(sc), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
-    from diffusers.utils import logging as dlogging
-
-    level = dlogging.get_verbosity()
-    dlogging.set_verbosity_error()  # "no LoRA keys for the text encoder" is expected: only the UNet is adapted
-    try:
+    with _diffusers_errors_only():  # "no LoRA keys for the text encoder" is expected: only the UNet is adapted
         pipe.load_lora_weights(str(lora_dir), weight_name="pytorch_lora_weights.safetensors", adapter_name="deco")
-    finally:
-        dlogging.set_verbosity(level)
     pipe.fuse_lora(lora_scale=cfg.lora_scale)
     pipe.unload_lora_weights()  # fused into the base weights; drop the adapter modules
     handle = None
@@ -50,11 +57,8 @@ def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu", compile
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     if str(device).startswith("cuda"):  # bf16 weights, channels-last convolutions (computed in bf16 anyway)
-        dlogging.set_verbosity_error()  # "modules that should be kept in float32: []" (there are none)
-        try:
+        with _diffusers_errors_only():  # "modules that should be kept in float32: []" (there are none)
             pipe.to(dtype=torch.bfloat16)
-        finally:
-            dlogging.set_verbosity(level)
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
     if compile_unet:
