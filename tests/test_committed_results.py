@@ -38,6 +38,10 @@ def test_each_result_matches_the_code_at_head(r):
     assert r["method_version"] == f"{cls.version}:{code_digest(cls, Trainer)}", "method or trainer code changed"
     for name, a in r["attacks"].items():
         assert attacks.get(name).version == a["version"], f"attack {name} changed version"
+    if "dp" in r:  # the ε a DP row shows is what Opacus's accountant computes from the recorded history
+        from decobench.run.dp import epsilon
+
+        assert r["dp"]["epsilon"] == pytest.approx(epsilon(r["dp"]["accountant"], r["dp"]["history"], r["dp"]["delta"]))
     from decobench.models.fr.zoo import weights_sha256
 
     for ev in r["evaluations"]:  # identity figures were made with the committed FR zoo

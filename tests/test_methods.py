@@ -216,10 +216,3 @@ def test_phases_decide_who_steps():
     assert [h["phase"] for h in tr.fit(*_data(tr.base))["history"]] == ["pretrain_adversary", "joint"]
 
 
-class _DP(DecouplingMethod):
-    def optimizer_groups(self):
-        return [OptimGroup("generator", [], dp=True, name="lora_dp")]
-
-
-def test_dp_groups_are_refused_clearly_until_dp_training_exists():
-    assert any("DP-SGD" in p for p in interface_report(_DP, spec()))

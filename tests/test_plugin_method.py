@@ -49,7 +49,7 @@ def test_both_examples_are_listed_with_their_package(installed):
     assert names == ["max_entropy", "utility_ce"]
     listed = _cli(env, "list", "methods").stdout
     for name in names:
-        assert re.search(rf"^{name}\s+my_pkg==0.0.1", listed, re.M), listed
+        assert re.search(rf"^{name}\s+\[data\]\s+my_pkg==0.0.1", listed, re.M), listed
 
 
 @pytest.mark.skipif(bool(missing_files(TINY_DIR)), reason="tiny-synthface weights not built")

@@ -13,6 +13,8 @@ def list_cmd(kind):
     """List registered plugins of KIND: name, one-line summary, origin.
 
     \b
+    Methods also show their release tracks (data, model, cloak) and "DP" when they
+    train under DP-SGD; attacks show the release kinds they accept.
     Origin is the built-in module, or package==version for third-party plugins
     registered through the entry-point group decobench.<KIND>.
     Examples:
@@ -25,5 +27,16 @@ def list_cmd(kind):
         return
     w = max(len(e.name) for e in entries)
     wo = max(len(e.origin) for e in entries)
+    tags = {e.name: _tags(kind, e.obj) for e in entries}
+    wt = max(len(t) for t in tags.values())
     for e in entries:
-        click.echo(f"{e.name:<{w}}  {e.origin:<{wo}}  {e.summary}")
+        click.echo(f"{e.name:<{w}}  " + (f"{tags[e.name]:<{wt}}  " if wt else "") + f"{e.origin:<{wo}}  {e.summary}")
+
+
+def _tags(kind: str, obj) -> str:
+    if kind == "methods":
+        dp = obj.dp_backbone or "DPParams" in {c.__name__ for c in obj.Params.__mro__}
+        return "[" + ",".join(obj.tracks) + "]" + (" DP" if dp else "")
+    if kind == "attacks":
+        return "[" + ",".join(obj.accepts) + "]"
+    return ""

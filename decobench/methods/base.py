@@ -24,6 +24,11 @@ A method declares:
   player (a bare ``nn.Parameter`` outside them is an error, never silently frozen).
 * ``optimizer_groups()`` — one :class:`OptimGroup` per parameter group: player, parameters,
   learning-rate multiplier, weight decay, and ``dp=True`` for groups that train under DP-SGD.
+* ``dp_backbone`` — ``True`` when the parameters the trainer owns and releases (the LoRA adapters) train
+  under DP-SGD too; DP methods' ``Params`` subclass :class:`DPParams` (ε target or noise multiplier, δ,
+  clipping norm, accountant). All DP groups are clipped jointly and noised once per step (one Gaussian
+  mechanism, one accountant step); see :mod:`decobench.run.dp`. Their losses must decompose per example.
+* ``tracks`` — the release tracks the method runs on (``data``, ``model``, ``cloak``).
 * ``phases`` — an ordered schedule of :class:`Phase` (a fraction of the step budget each, and which
   players step in it); the default is one ``joint`` phase in which every player steps.
 * ``adversary_logits(pooled)`` — optional: the trained adversary's logits for Privacy PT.
@@ -34,9 +39,10 @@ A method declares:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 GENERATOR = "generator"
@@ -48,19 +54,40 @@ class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class DPParams(MethodParams):
+    """DP-SGD settings of a method with DP groups. ``target_epsilon``: the noise multiplier is solved by the
+    accountant so that the whole planned run spends at most this ε at ``delta``; ``none`` uses
+    ``noise_multiplier`` as given (0: clipping without noise, no privacy, ε = ∞)."""
+
+    target_epsilon: float | None = Field(5.0, gt=0, le=1000, description="total ε over the run at delta")
+    noise_multiplier: float | None = Field(None, ge=0, le=1000, description="z (noise std / clipping norm); "
+                                           "used when target_epsilon is none")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0, description="per-example clipping norm S, over all DP groups jointly")
+    accountant: Literal["prv", "rdp"] = "prv"
+
+    @model_validator(mode="after")
+    def _one_source_of_noise(self):
+        if (self.target_epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give exactly one of method.target_epsilon and method.noise_multiplier "
+                             "(set the other to none)")
+        return self
+
+
 @dataclass
 class StepContext:
     """What a method sees at one training (or validation) step."""
 
-    latents: torch.Tensor            # clean latents x0 (scaled), [B, C, h, w]
-    noisy_latents: torch.Tensor      # x_t
-    timesteps: torch.Tensor          # t, [B]
-    noise: torch.Tensor              # the epsilon added
-    prediction: torch.Tensor         # the UNet's epsilon prediction
-    spatial: list[torch.Tensor]      # outputs of the adapted layers, [B, C_i, h_i, w_i]
+    spatial: list[torch.Tensor]      # outputs of the adapted layers (the trunk's feature maps), [B, C_i, h_i, w_i]
     pooled: list[torch.Tensor]       # their adaptive-average-pooled outputs, [B, C_i]
     labels: dict[str, torch.Tensor]  # every label the dataset has (race, gender, age, identity, pose...)
     sensitive: str                   # name of the sensitive attribute (--sensitive)
+    latents: torch.Tensor | None = None        # data track: clean latents x0 (scaled), [B, C, h, w]
+    noisy_latents: torch.Tensor | None = None  # x_t
+    timesteps: torch.Tensor | None = None      # t, [B]
+    noise: torch.Tensor | None = None          # the epsilon added
+    prediction: torch.Tensor | None = None     # the UNet's epsilon prediction
+    images: torch.Tensor | None = None         # model track: the input images, [B, 3, H, W] in [-1, 1]
     step: int = 0
     epoch: int = 0
     phase: str = "joint"
@@ -116,6 +143,10 @@ class DecouplingMethod(nn.Module):
     paper_lr: float = 1e-5
     #: bump when the method's behaviour changes: it enters the cache key of trained stages
     version: str = "1"
+    #: release tracks the method runs on
+    tracks: tuple[str, ...] = ("data",)
+    #: the trainer-owned released parameters (the LoRA adapters) train under DP-SGD (Params: DPParams)
+    dp_backbone: bool = False
 
     def __init__(self, spec: MethodSpec, params: MethodParams | None = None):
         super().__init__()
@@ -133,6 +164,10 @@ class DecouplingMethod(nn.Module):
         return self.players["adversary"]
 
     # -- what the trainer calls ------------------------------------------------------------------
+    def forward(self, ctx: StepContext) -> dict[str, dict[str, torch.Tensor]]:
+        """``losses``: lets ``torch.func.functional_call`` run a method on given parameters (DP-SGD)."""
+        return self.losses(ctx)
+
     def losses(self, ctx: StepContext) -> dict[str, dict[str, torch.Tensor]]:
         """Named loss terms per player; the generator's diffusion MSE is added by the trainer."""
         return {}
@@ -158,10 +193,15 @@ class DecouplingMethod(nn.Module):
     def has_adversary(self) -> bool:
         return type(self).adversary_logits is not DecouplingMethod.adversary_logits
 
+    def uses_dp(self) -> bool:
+        return self.dp_backbone or any(g.dp for g in self.optimizer_groups())
+
 
 def method_check(obj) -> str | None:
     if not (isinstance(obj, type) and issubclass(obj, DecouplingMethod)):
         return "a method plugin must be a subclass of decobench.methods.base.DecouplingMethod"
     if not (isinstance(obj.Params, type) and issubclass(obj.Params, MethodParams)):
         return "its Params must subclass decobench.methods.base.MethodParams (a pydantic model)"
+    if not obj.tracks or not set(obj.tracks) <= {"data", "model", "cloak"}:
+        return f"tracks must name release tracks among data, model, cloak (got {obj.tracks!r})"
     return None

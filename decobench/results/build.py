@@ -81,6 +81,8 @@ def build_result(*, method, method_entry, method_version, setup, regime, seed, c
         | {"history": training["history"]},
         "evaluations": evaluations,
     }
+    if "dp" in training:  # DP-SGD: what Opacus's accountant needs to recompute ε, and what ε covers
+        result["dp"] = training["dp"]
     result["comparability_key"] = comparability_key(result)
     validate(result)
     return result

@@ -47,6 +47,16 @@ def _cell(ms: list[dict]) -> str:
     return s
 
 
+def _dp_label(results: list[dict]) -> str:
+    """DP runs name their budget: the largest ε over the seeds (the accountant's, at the recorded δ)."""
+    dps = [r["dp"] for r in results if "dp" in r]
+    if not dps:
+        return ""
+    eps = [d["epsilon"] for d in dps]
+    worst = "∞" if None in eps else f"{max(eps):.2f}"
+    return f" (ε {worst}, δ {max(d['delta'] for d in dps):g})"
+
+
 def render(results: list[dict]) -> str:
     groups = defaultdict(list)
     for r in results:
@@ -80,7 +90,8 @@ def render(results: list[dict]) -> str:
         for method, mrows in sorted(by_method.items()):
             seeds = sorted(r["seed"] for r, _ in mrows)
             cells = [_cell([ev["metrics"][k] for _, ev in mrows if k in ev["metrics"]]) for k in cols]
-            parts.append(f"| {method} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+            parts.append(f"| {method}{_dp_label([r for r, _ in mrows])} | {','.join(map(str, seeds))} | "
+                         + " | ".join(cells) + " |")
         commits = sorted({r["decobench_commit"] for r, _ in rows})
         parts.append(f"\nAccuracies in %, mean ± std over seeds; ° = every seed's 95 % CI includes chance or the "
                      f"majority rate (accuracies) or chance (rates). KID × 1000. Commit(s): {', '.join(commits)}.\n")

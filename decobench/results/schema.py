@@ -3,6 +3,7 @@
 v2 (core v2): metrics come from attack plugins, each a record with direction, chance, majority rate
 and a CI; runs carry a comparability key, the method's version and hyperparameters, the sensitive
 attribute, base-weight hash and resolution. v1 files (before core v2) are not comparable with v2.
+Runs with DP-SGD carry a ``dp`` block (ε, δ, accountant, z, q, steps, S, history, what ε covers).
 """
 
 from __future__ import annotations
@@ -38,6 +39,24 @@ _evaluation = {
         "attack_info": {"type": "object"},
     },
 }
+_dp = {
+    "type": "object",
+    "required": ["epsilon", "delta", "accountant", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
+                 "expected_batch_size", "sampling", "history", "private_parameters", "covers"],
+    "properties": {
+        "epsilon": {"type": ["number", "null"]},     # null: some step ran without noise (ε = ∞)
+        "delta": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "accountant": {"enum": ["prv", "rdp"]},
+        "noise_multiplier": {"type": "number", "minimum": 0},
+        "sample_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "steps": {"type": "integer", "minimum": 0},
+        "max_grad_norm": {"type": "number", "exclusiveMinimum": 0},
+        "sampling": {"const": "poisson"},
+        "history": {"type": "array", "items": {"type": "array", "minItems": 3, "maxItems": 3}},
+        "private_parameters": {"type": "array", "items": {"type": "string"}},
+        "covers": {"type": "string"},
+    },
+}
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -65,6 +84,7 @@ SCHEMA = {
         "parameter_counts": {"type": "object"},
         "training": {"type": "object"},
         "comparability_key": {"type": "string"},
+        "dp": _dp,
     },
 }
 

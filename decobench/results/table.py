@@ -38,6 +38,12 @@ def summary_table(result: dict) -> str:
     tr = result.get("training", {})
     lines.append(f"  training: {tr.get('steps')} steps, checkpoint selected at step {tr.get('selected_step')} "
                  f"on {tr.get('select_on')} (eligible from step {tr.get('select_from_step')})")
+    dp = result.get("dp")
+    if dp:
+        eps = "∞ (no noise)" if dp["epsilon"] is None else f"{dp['epsilon']:.3f}"
+        lines.append(f"  DP-SGD: ε {eps} at δ {dp['delta']:g} ({dp['accountant']} accountant; z {dp['noise_multiplier']:.4g}, "
+                     f"q {dp['sample_rate']:.4g}, {dp['steps']} steps, S {dp['max_grad_norm']:g}, Poisson sampling); "
+                     f"covers {dp['covers']}")
     for ev in result["evaluations"]:
         ref = ev["reference"].get("baseline_real", {})
         floor = ev["reference"].get("real_vs_real", {})

@@ -146,7 +146,7 @@ PROFILES = {
 }
 
 # CPU profiles take ~100x fewer steps than the paper's; their LoRA LR is raised accordingly
-CPU_LR = {"baseline": 1e-3, "ce": 1e-3, "ce_mask": 1e-3, "metric": 1e-3}
+CPU_LR = {"baseline": 1e-3, "ce": 1e-3, "ce_mask": 1e-3, "metric": 1e-3, "ce_dp": 1e-3}
 
 
 def _parse_scalar(raw):

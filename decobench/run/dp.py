@@ -1,0 +1,125 @@
+"""DP-SGD for a method's private parameter groups: Poisson sampling, per-example gradients from
+``torch.func``, Opacus's ``DPOptimizer`` (per-example clipping to S over all private groups jointly,
+Gaussian noise z·S once per step) and Opacus's accountant. Nothing here is hand-written privacy maths:
+the noise multiplier is solved and ε is computed by Opacus (PRV by default, RDP as a setting).
+
+What the ε covers is recorded beside it: the parameters that trained under DP-SGD, on the training
+split Tr sampled with rate q. Players that train without DP on the same data (named in the record) are
+outside the guarantee; if one of them feeds a private player's loss, that player's ε is void, and the
+record says so. Checkpoint selection reads V (not Tr), so it spends none of Tr's budget.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import torch
+from opacus.accountants import create_accountant
+from opacus.accountants.utils import get_noise_multiplier
+from opacus.optimizers import DPOptimizer
+from torch.func import grad, vmap
+
+
+def poisson_batch(n: int, q: float, g: torch.Generator) -> torch.Tensor:
+    """Each of the n examples joins the batch independently with probability q (batches vary in size and
+    may be empty): the subsampling the accountant's analysis assumes."""
+    return (torch.rand(n, generator=g) < q).nonzero().squeeze(1)
+
+
+def solve_noise_multiplier(params, sample_rate: float, steps: int) -> float:
+    """z for the run: solved by the accountant for ``target_epsilon`` over ``steps``, or as given."""
+    if params.target_epsilon is None:
+        return float(params.noise_multiplier)
+    return float(get_noise_multiplier(target_epsilon=params.target_epsilon, target_delta=params.delta,
+                                      sample_rate=sample_rate, steps=steps, accountant=params.accountant))
+
+
+def epsilon(accountant: str, history, delta: float) -> float | None:
+    """ε of a recorded history [(z, q, steps), ...]; None (= ∞) when any step ran without noise."""
+    history = [tuple(h) for h in history if h[2] > 0]
+    if not history:
+        return 0.0
+    if any(z == 0 for z, _, _ in history):
+        return None
+    acc = create_accountant(accountant)
+    acc.history = history
+    return float(acc.get_epsilon(delta))
+
+
+def per_example_grads(loss_one, params: dict, batch, in_dims=0):
+    """``vmap(grad(loss_one))``: the gradient of each example's own loss (not divided by the batch size)
+    with respect to ``params``. ``loss_one(params, example) -> (scalar loss, aux)``; returns (grads, aux)
+    with a leading batch dimension."""
+    return vmap(grad(loss_one, has_aux=True), in_dims=(None, in_dims), randomness="different")(params, batch)
+
+
+class PrivateTraining:
+    """The DP state of one training run: z, q, the accountant, one DPOptimizer per set of private players
+    that step together (a phase where only some private players step must not noise the others)."""
+
+    def __init__(self, params, n_train: int, batch_size: int, dp_steps: int, players: dict[str, list],
+                 lr: dict[str, list[float]], weight_decay: dict[str, list[float]], warmup: dict[str, int],
+                 non_private: list[str], device="cpu", seed: int = 0):
+        self.params, self.players, self.non_private = params, players, non_private
+        self.n_train, self.sample_rate = n_train, min(1.0, batch_size / n_train)
+        self.expected_batch_size = max(1, round(self.sample_rate * n_train))
+        self.planned_steps = dp_steps
+        self.noise_multiplier = solve_noise_multiplier(params, self.sample_rate, max(1, dp_steps))
+        self.lr, self.weight_decay, self.warmup = lr, weight_decay, warmup
+        self.noise = torch.Generator(device=device).manual_seed(10_000 + seed)  # seeded: same run, same noise
+        self.history: list[list] = []    # [z, q, steps], merged like Opacus's accountants
+        self.steps = 0
+        self._optimisers: dict[tuple[str, ...], tuple] = {}
+
+    def _optimiser(self, players: tuple[str, ...]):
+        if players not in self._optimisers:
+            groups, warm = [], []
+            for p in players:
+                for ps, lr, wd in zip(self.players[p], self.lr[p], self.weight_decay[p]):
+                    groups.append({"params": ps, "lr": lr, "weight_decay": wd})
+                    warm.append(self.warmup.get(p, 0))
+            opt = torch.optim.AdamW(groups)
+            dp = DPOptimizer(opt, noise_multiplier=self.noise_multiplier, max_grad_norm=self.params.max_grad_norm,
+                             expected_batch_size=self.expected_batch_size, loss_reduction="mean",
+                             generator=self.noise)
+            # constant after a linear warm-up per player (diffusers' constant_with_warmup), as without DP
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s, w=w: s / w if s < w else 1.0 for w in warm])
+            self._optimisers[players] = (dp, sched)
+        return self._optimisers[players]
+
+    def step(self, players: tuple[str, ...], grad_samples: dict[str, list[torch.Tensor]]) -> None:
+        """One DP-SGD step of ``players`` from per-example gradients ([B, *shape] per parameter, B may be 0)."""
+        dp, sched = self._optimiser(players)
+        for p in players:
+            for prm, gs in zip((q for group in self.players[p] for q in group), grad_samples[p]):
+                prm.grad_sample = gs.detach()
+        dp.step()
+        sched.step()
+        dp.zero_grad(set_to_none=True)
+        self.steps += 1
+        entry = [self.noise_multiplier, self.sample_rate]
+        if self.history and self.history[-1][:2] == entry:
+            self.history[-1][2] += 1
+        else:
+            self.history.append([*entry, 1])
+
+    def record(self, names: dict[str, list[str]], selected_dp_steps: int | None = None) -> dict:
+        """What result.json carries: everything needed to recompute ε with Opacus, and what it covers."""
+        p = self.params
+        eps = epsilon(p.accountant, self.history, p.delta)
+        sel = None if selected_dp_steps is None else epsilon(
+            p.accountant, [[self.noise_multiplier, self.sample_rate, selected_dp_steps]], p.delta)
+        private = sorted(n for ns in names.values() for n in ns)
+        covers = (f"the parameters of player(s) {', '.join(sorted(names))} ({len(private)} tensors), trained on "
+                  f"the training split by DP-SGD; checkpoint selection reads V, not the training split")
+        if self.non_private:
+            covers += (f"; player(s) {', '.join(self.non_private)} trained on the same data without DP and are "
+                       f"not covered (a private player whose loss they feed has no end-to-end guarantee)")
+        return {"epsilon": eps, "delta": p.delta, "accountant": p.accountant, "target_epsilon": p.target_epsilon,
+                "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate, "steps": self.steps,
+                "planned_steps": self.planned_steps, "max_grad_norm": p.max_grad_norm,
+                "expected_batch_size": self.expected_batch_size, "n_train": self.n_train, "sampling": "poisson",
+                "history": self.history, "epsilon_at_selected_step": sel, "selected_dp_steps": selected_dp_steps,
+                "private_players": sorted(names), "private_parameters": private,
+                "non_private_players": self.non_private, "covers": covers, "secure_rng": False,
+                "opacus": metadata.version("opacus")}
