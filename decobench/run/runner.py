@@ -59,6 +59,15 @@ def code_digest(*classes) -> str:
     return config_hash({Path(f).name: sha256_file(f) for f in files})
 
 
+def method_version(cls) -> str:
+    """The method's declared version and the digest of the code that trains it (DP methods: the DP code too)."""
+    from decobench.methods.base import DPParams
+    from decobench.run.dp import PrivateTraining
+
+    dp = (PrivateTraining,) if cls.dp_backbone or issubclass(cls.Params, DPParams) else ()
+    return f"{cls.version}:{code_digest(cls, Trainer, *dp)}"
+
+
 def run_folder(out: Path, setup: str, method: str, regime: str, cfg, seed: int) -> Path:
     """Runs that differ in anything that changes their numbers never share a folder."""
     return out / setup / method / f"{regime}-{cfg.profile}-{cfg.train.prompt_policy}-{cfg.hash()[:10]}" / f"seed{seed}"
@@ -168,8 +177,8 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
         f"({counts['lora_percent']}%) on {len(targets)} proj_out layers; method players: "
         + ", ".join(f"{k.removeprefix('method_').removesuffix('_params')} {v:,}" for k, v in counts.items()
                     if k.startswith("method_")))
-    method_version = f"{method_entry.obj.version}:{code_digest(method_entry.obj, Trainer)}"
-    train_inputs = {"method": method, "origin": method_entry.origin, "method_version": method_version,
+    version = method_version(method_entry.obj)
+    train_inputs = {"method": method, "origin": method_entry.origin, "method_version": version,
                     "params": cfg.method, "setup": setup, "seed": seed, "train": cfg.as_dict()["train"],
                     "sensitive": sensitive, **bkey, "datasets": names["train"],
                     "fingerprints": {n: dsets[n].fingerprint() for n in names["train"]},
@@ -199,7 +208,7 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
             for prompt, text in (("null", null), ("train", None)):
                 features[(n, split, prompt)] = timed("features", lambda: trainer.features(lat, ev.feature_timestep, text))
     trainer.hooks.remove()
-    return {"dir": train_dir, "method": method_obj, "spec": spec, "counts": counts, "method_version": method_version,
+    return {"dir": train_dir, "method": method_obj, "spec": spec, "counts": counts, "method_version": version,
             "training": json.loads((train_dir / "training.json").read_text()), "features": features}
 
 
