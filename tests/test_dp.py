@@ -4,6 +4,7 @@ steps, and a record of what the ε covers."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -160,3 +161,72 @@ def test_dp_settings_are_validated_by_field():
     assert params.noise_multiplier == 1.0 and cfg.method["target_epsilon"] is None
     with pytest.raises(ConfigError, match="method.delta"):
         resolve("quick", CE_DP, "ce_dp", {"method.delta": "2"})
+
+
+class _DenoiseDPParams(DPParams):
+    pass
+
+
+class _DenoiseDP(DecouplingMethod):
+    """Fine-tuning alone (the diffusion MSE), the LoRA under DP-SGD: the generator MIA's known answer."""
+
+    Params = _DenoiseDPParams
+    dp_backbone = True
+
+
+def _mia_after_training(params, steps=150):
+    """The tiny base's LoRA trained by the Trainer's DP path on 24 members (full Poisson batch, q = 1), then
+    the package's loss attack (timestep chosen on 6 + 6 calibration examples, 18 + 18 scored) and the raw
+    loss scores of all 24 + 24 at t = 100 for the ROC."""
+    from decobench.attacks.mia_generator import attack_generator, calibration_generators, score_examples, unet_access
+    from decobench.models.base import load_base
+    from decobench.models.lora import lora_target_names
+    from decobench.run.config import TrainConfig
+    from decobench.run.stages import null_text
+    from decobench.run.train import LatentSet, Trainer
+
+    gens = calibration_generators(0, steps=0)  # members / non-members of synthfaces-a, null prompt, untrained
+    members, nonmembers = gens["absent"].members, gens["absent"].nonmembers
+    base = load_base("tiny-synthface")
+    dims = [dict(base.unet.named_modules())[t].out_channels for t in lora_target_names(base.unet)]
+    train = LatentSet(members.mean, members.std, members.text, {"race": torch.zeros(len(members), dtype=torch.long)})
+    cfg = TrainConfig(lr=3e-2, weight_decay=0.0, max_steps=steps, batch_size=len(train), warmup_steps=0,
+                      eval_every=steps, select_after=1.0)
+    tr = Trainer(base, _DenoiseDP(spec(dims), params), cfg, seed=0)
+    rec = tr.fit(train, train)["dp"]
+    tr.hooks.remove()
+    base.unet.eval()
+    gen = unet_access(base.unet, base.scheduler_config, members, nonmembers, float(base.vae.config.scaling_factor),
+                      null_text(base, "cpu"))
+    metrics = attack_generator(gen, 18, 6, 4, 500, 0, names=("loss",)).metrics
+    scores = [score_examples(gen, lat, np.arange(len(lat)), side, {"loss": (100,)}, 4)[0]["loss", 100]
+              for side, lat in enumerate((members, nonmembers))]
+    return metrics, rec, scores
+
+
+@pytest.mark.slow
+def test_dp_bounds_the_generator_mia_and_without_noise_it_leaks():
+    """At ε 1: AUC's CI holds 0.5 and no ROC point violates TPR <= e^ε·FPR + δ beyond its Clopper-Pearson
+    bounds (a weak check at 24 + 24 examples: only a strong leak can fail it). The same recipe with clipping
+    and no noise (ε = ∞) lets the same attack find the members (AUC's CI above 0.5)."""
+    from scipy.stats import beta
+
+    from decobench.attacks.mia_generator import roc
+
+    private, rec, (pos, neg) = _mia_after_training(_DenoiseDPParams(target_epsilon=1.0))
+    leaky, rec_l, (pos_l, neg_l) = _mia_after_training(_DenoiseDPParams(target_epsilon=None, noise_multiplier=0.0,
+                                                                        max_grad_norm=1e6))
+    auc_p, auc_l = private["privacy_mia_loss_auc"], leaky["privacy_mia_loss_auc"]
+    assert rec["epsilon"] <= 1.01 and rec_l["epsilon"] is None
+    assert auc_p["ci_includes_chance"], auc_p
+    assert auc_l["ci"][0] > 0.5 and auc_l["value"] > auc_p["value"] + 0.15, (auc_l, auc_p)
+
+    def violations(p, n, eps, delta):
+        fpr, tpr, _ = roc(p, n)
+        tp, fp = np.rint(tpr * len(p)), np.rint(fpr * len(n))
+        tpr_lo = np.where(tp > 0, beta.ppf(0.025, tp, len(p) - tp + 1), 0.0)
+        fpr_hi = np.where(fp < len(n), beta.ppf(0.975, fp + 1, len(n) - fp), 1.0)
+        return int((tpr_lo > np.exp(eps) * fpr_hi + delta).sum())
+    assert violations(pos, neg, rec["epsilon"], rec["delta"]) == 0
+    # the check has teeth at this size: fully separated scores (a strong leak) violate the ε-1 bound
+    assert violations(np.ones(24), np.zeros(24), rec["epsilon"], rec["delta"]) > 0

@@ -83,6 +83,43 @@ class DataRelease:
 
 
 @dataclass
+class ReleasedModel:
+    """A released encoder and its task heads as an attacker queries them (eval mode, no gradients).
+
+    ``encode(images)``: uint8 images [N, H, W, 3] -> features [N, d] (float32, CPU). ``heads(images)``:
+    -> ``{task: logits [N, classes]}`` for the categorical tasks the model was trained on."""
+
+    encode: Callable[[np.ndarray], torch.Tensor]
+    heads: Callable[[np.ndarray], dict[str, torch.Tensor]]
+
+
+@dataclass
+class ModelRelease:
+    """The model track: a trained encoder (a multi-task face model) is what is released.
+
+    ``members`` are the images it trained on, ``nonmembers`` identity-disjoint images of the same
+    distribution it never saw. ``recipe(train, seed)`` trains a *reference* model the same way on other
+    data (same method, hyperparameters and step budget), so membership attacks never import the method.
+    ``train_size``: the released model's number of training images (references are padded to it)."""
+
+    kind = "model"
+    dataset: str
+    sensitive: str
+    utility: tuple[str, ...]
+    n_classes: dict[str, int]
+    model: ReleasedModel
+    real: dict[str, RealSplit]               # "gen" (attacker's labelled real data), "gen_val", "test"
+    members: RealSplit
+    nonmembers: RealSplit
+    recipe: Callable[[RealSplit, int], ReleasedModel] | None = None
+    train_size: int = 0
+    auxiliary: RealSplit | None = None       # the attacker's own population (None where none exists)
+    identity_gallery: RealSplit | None = None
+    fingerprint: str = ""
+    dp: dict | None = None                   # the release's DP record (result.json's ``dp``), if any
+
+
+@dataclass
 class AttackResult:
     metrics: dict[str, dict]
     reference: dict[str, dict] = field(default_factory=dict)

@@ -4,6 +4,7 @@ For every method alike: logistic regression trained from scratch on pooled LoRA 
 scored on features of Test. Features come from the *empty* prompt at a fixed timestep (``eval.
 feature_timestep``), so the probe measures what the image latents carry, not the text; the figure with
 the training prompt is a second, named metric (``..._train_prompt``) when those features exist.
+On the model track the features are the released encoder's, of the same real G and Test images.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def fit_linear_probe(train_x, train_y, n_classes: int, epochs: int = 200, seed: 
 class LinearProbe(Attack):
     """Fresh linear probe of the sensitive attribute on LoRA features (G_real -> Test), null prompt."""
 
-    accepts = ("data",)
+    accepts = ("data", "model")
     version = "2"
 
     def run(self, release) -> AttackResult:
@@ -46,16 +47,20 @@ class LinearProbe(Attack):
         k = release.n_classes[s]
         ytr = torch.tensor(release.real["gen"].labels[s].to_numpy())
         yte = release.real["test"].labels[s].to_numpy()
+        if release.kind == "model":
+            features = {(split, "null"): release.model.encode(release.real[split].images) for split in ("gen", "test")}
+        else:
+            features = release.features
         metrics = {}
         for prompt, suffix in (("null", ""), ("train", "_train_prompt")):
-            if ("gen", prompt) not in release.features:
+            if ("gen", prompt) not in features:
                 continue
-            predict = fit_linear_probe(release.features[("gen", prompt)].float(), ytr, k, cfg.probe_epochs,
-                                       self.ctx.seed)
-            pred = predict(release.features[("test", prompt)].float()).numpy()
+            predict = fit_linear_probe(features[("gen", prompt)].float(), ytr, k, cfg.probe_epochs, self.ctx.seed)
+            pred = predict(features[("test", prompt)].float()).numpy()
+            what = ("the released encoder's features" if release.kind == "model" else
+                    f"LoRA features ({prompt} prompt, t={cfg.feature_timestep})")
             metrics[f"privacy_probe_{s}{suffix}"] = accuracy_metric(
-                yte, pred, k, LOWER, cfg.bootstrap, self.ctx.seed,
-                note=f"linear probe on LoRA features ({prompt} prompt, t={cfg.feature_timestep}): G_real -> Test")
+                yte, pred, k, LOWER, cfg.bootstrap, self.ctx.seed, note=f"linear probe on {what}: G_real -> Test")
         return AttackResult(metrics)
 
     @classmethod
