@@ -54,7 +54,7 @@ def test_epsilon_is_what_opacus_recomputes_and_meets_the_target():
     assert 0.9 * 2.0 <= rec["epsilon"] <= 2.0 + 0.01  # z solved for the planned steps
     assert rec["sample_rate"] == pytest.approx(64 / 192) and rec["steps"] == 12 and rec["sampling"] == "poisson"
     assert rec["private_players"] == ["adversary", "generator"] and not rec["non_private_players"]
-    assert len(rec["private_parameters"]) == 2 + len(tr.lora_params)  # the adversary's fc and every LoRA tensor
+    assert len(rec["private_parameters"]) == 2 + len(tr.backbone.params)  # the adversary's fc and every LoRA tensor
     assert rec["epsilon_at_selected_step"] <= rec["epsilon"]
 
 
@@ -92,7 +92,7 @@ def test_noise_is_seeded_and_moves_the_weights():
                         ("clip", CE_DP.Params(target_epsilon=None, noise_multiplier=0.0))):
         tr, base = _trainer(CE_DP, params, steps=4, eval_every=4, select_after=0.0)
         summary = tr.fit(*_data(base))
-        runs[key] = ([p.detach().clone() for p in tr.lora_params], summary["dp"])
+        runs[key] = ([p.detach().clone() for p in tr.backbone.params], summary["dp"])
     assert all(torch.equal(x, y) for x, y in zip(runs["a"][0], runs["b"][0]))
     assert not all(torch.equal(x, y) for x, y in zip(runs["a"][0], runs["clip"][0]))
     assert runs["clip"][1]["epsilon"] is None and runs["a"][1]["epsilon"] > 0
@@ -121,12 +121,12 @@ class _PrivateAdversary(DecouplingMethod):
 
 def test_a_private_adversary_beside_a_non_private_generator_is_recorded_as_such():
     tr, base = _trainer(_PrivateAdversary, steps=6, eval_every=6, select_after=0.0)
-    before = [p.detach().clone() for p in tr.lora_params]
+    before = [p.detach().clone() for p in tr.backbone.params]
     rec = tr.fit(*_data(base))["dp"]
     assert rec["private_players"] == ["adversary"] and rec["non_private_players"] == ["generator"]
     assert "generator" in rec["covers"] and "not covered" in rec["covers"]
     assert rec["steps"] == 6 and math.isfinite(rec["epsilon"]) and rec["epsilon"] <= 5.01
-    assert not all(torch.equal(a, b) for a, b in zip(before, tr.lora_params))  # the LoRA stepped by AdamW
+    assert not all(torch.equal(a, b) for a, b in zip(before, tr.backbone.params))  # the LoRA stepped by AdamW
 
 
 class _DPWithoutParams(DecouplingMethod):
@@ -194,7 +194,7 @@ def _mia_after_training(params, steps=150):
                       eval_every=steps, select_after=1.0)
     tr = Trainer(base, _DenoiseDP(spec(dims), params), cfg, seed=0)
     rec = tr.fit(train, train)["dp"]
-    tr.hooks.remove()
+    tr.backbone.remove()
     base.unet.eval()
     gen = unet_access(base.unet, base.scheduler_config, members, nonmembers, float(base.vae.config.scaling_factor),
                       null_text(base, "cpu"))

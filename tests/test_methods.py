@@ -110,7 +110,7 @@ def _trainer(method_cls, params=None, steps=120, **cfg_kw):
 
 def _fit(name, steps=120, params=None, **kw):
     tr, _ = _trainer(methods.get(name), params, steps=steps, **kw)
-    train, val = _data(tr.base)
+    train, val = _data(tr.backbone.base)
     summary = tr.fit(train, val)
     return tr.evaluate(val), summary
 
@@ -133,7 +133,7 @@ def test_gradient_checkpointing_changes_memory_not_what_is_trained():
             base.unet.enable_gradient_checkpointing()
         assert base.unet.is_gradient_checkpointing == checkpointing
         tr.fit(*_data(base))
-        weights.append([p.detach().clone() for p in tr.lora_params])
+        weights.append([p.detach().clone() for p in tr.backbone.params])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
 
 
@@ -176,9 +176,9 @@ def test_a_players_terms_only_move_its_own_parameters():
     runs = []
     for cls in (methods.get("baseline"), _AdversaryOnly):
         tr, _ = _trainer(cls, steps=20)
-        train, val = _data(tr.base)
+        train, val = _data(tr.backbone.base)
         tr.fit(train, val)
-        runs.append([p.detach().clone() for p in tr.lora_params])
+        runs.append([p.detach().clone() for p in tr.backbone.params])
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
@@ -206,13 +206,13 @@ class _AdversaryPhaseOnly(_Phased):
 
 def test_phases_decide_who_steps():
     tr, _ = _trainer(_AdversaryPhaseOnly, steps=6, eval_every=3, select_after=0.0)
-    before = [p.detach().clone() for p in tr.lora_params]
+    before = [p.detach().clone() for p in tr.backbone.params]
     fc_before = tr.method.adversary["fc"].weight.detach().clone()
-    train, val = _data(tr.base)
+    train, val = _data(tr.backbone.base)
     tr.fit(train, val)
-    assert all(torch.equal(a, b) for a, b in zip(before, tr.lora_params))  # the generator never stepped
+    assert all(torch.equal(a, b) for a, b in zip(before, tr.backbone.params))  # the generator never stepped
     assert not torch.equal(fc_before, tr.method.adversary["fc"].weight)
     tr, _ = _trainer(_Phased, steps=10, eval_every=5, select_after=0.0)
-    assert [h["phase"] for h in tr.fit(*_data(tr.base))["history"]] == ["pretrain_adversary", "joint"]
+    assert [h["phase"] for h in tr.fit(*_data(tr.backbone.base))["history"]] == ["pretrain_adversary", "joint"]
 
 

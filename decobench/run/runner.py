@@ -207,7 +207,7 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
             lat = latents(n, split, k)
             for prompt, text in (("null", null), ("train", None)):
                 features[(n, split, prompt)] = timed("features", lambda: trainer.features(lat, ev.feature_timestep, text))
-    trainer.hooks.remove()
+    trainer.backbone.remove()
     return {"dir": train_dir, "method": method_obj, "spec": spec, "counts": counts, "method_version": version,
             "training": json.loads((train_dir / "training.json").read_text()), "features": features}
 

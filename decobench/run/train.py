@@ -1,15 +1,18 @@
-"""LoRA decoupling training (DECO-Bench §4.2, A.3) through method interface v2, on cached latents.
+"""The decoupling game trainer (method interface v2) for every track, on a *backbone*.
 
-Each step: noisy latents -> UNet (LoRA features hooked) -> a :class:`StepContext` -> the method's loss
-terms per player. The ``generator`` player (LoRA adapters + the method's generator modules) minimises
-diffusion MSE + its terms; every other player minimises its own terms. Each player's gradient is taken
+A backbone is a track's trainable, released part: LoRA adapters on a diffusion UNet over cached latents
+(:class:`~decobench.run.lora_backbone.LoraBackbone`, the data track, DECO-Bench §4.2, A.3) or a face
+encoder with utility heads over images (the model track). Each step: the backbone's inputs -> its forward
+pass -> a :class:`StepContext` -> the method's loss terms per player. The ``generator`` player (the
+backbone's parameters + the method's generator modules) minimises the backbone's base loss (the diffusion
+MSE; the utility heads' CE) + its terms; every other player minimises its own terms. Each player's gradient is taken
 with respect to its own parameters only (``torch.autograd.grad``), then every player of the current
 phase steps. A *shadow probe* (a linear head on detached features that the generator never fights)
 is trained beside every method, so the sensitive attribute's readability on V compares across methods.
 
 Checkpoint selection (why it cannot keep the least-decoupled model): a checkpoint is eligible only
 after ``select_after`` x max_steps steps — by then the adversary game has run — and among eligible
-evaluations the one with the lowest *full generator objective on V* (MSE + the method's generator
+evaluations the one with the lowest *full generator objective on V* (base loss + the method's generator
 terms, fixed noise) is kept; early stopping counts patience only among eligible evaluations. The chosen
 step is recorded. ``select_on=val_mse`` selects on the MSE alone (the old rule, for comparison).
 """
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,8 +29,10 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from decobench.methods.base import GENERATOR, OptimGroup, StepContext
-from decobench.models.lora import LoraFeatures, add_lora, parameter_counts
 from decobench.run.dp import PrivateTraining, per_example_grads, poisson_batch
+from decobench.run.lora_backbone import LatentSet, LoraBackbone
+
+__all__ = ["LatentSet", "Trainer", "NonFiniteLossError", "MethodInterfaceError", "interface_problems", "phase_at"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,34 +43,12 @@ class MethodInterfaceError(Exception):
     """A method plugin breaks the interface (unregistered parameters, unknown players, DP groups...)."""
 
 
-@dataclass
-class LatentSet:
-    """Frozen inputs of one split: VAE posterior mean/std (unscaled), text states, every label."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    text: torch.Tensor
-    labels: dict[str, torch.Tensor]
-
-    def __len__(self) -> int:
-        return len(self.mean)
-
-    def subset(self, idx) -> "LatentSet":
-        return LatentSet(self.mean[idx], self.std[idx], self.text[idx], {k: v[idx] for k, v in self.labels.items()})
-
-    @staticmethod
-    def concat(sets: list["LatentSet"]) -> "LatentSet":
-        keys = set.intersection(*(set(s.labels) for s in sets))
-        return LatentSet(torch.cat([s.mean for s in sets]), torch.cat([s.std for s in sets]),
-                         torch.cat([s.text for s in sets]), {k: torch.cat([s.labels[k] for s in sets]) for k in keys})
-
-
 def interface_problems(method) -> list[str]:
     """Everything wrong with a method's players, optimiser groups and phases, all at once."""
     problems = []
     players = set(method.players)
     if GENERATOR not in players:
-        problems.append(f"players must include {GENERATOR!r} (it owns the LoRA); got {sorted(players)}")
+        problems.append(f"players must include {GENERATOR!r} (it owns the released backbone); got {sorted(players)}")
     groups = method.optimizer_groups()
     for g in groups:
         if g.player not in players:
@@ -109,15 +91,18 @@ def _dp_problems(method, groups) -> list[str]:
 
 
 class _Joint(torch.nn.Module):
-    """The UNet and the method under one module, so ``functional_call`` can swap the private parameters of
-    both (the LoRA, and e.g. CE+Mask's filter network inside the forward hook) for one example's pass."""
+    """The backbone's module and the method under one module, so ``functional_call`` can swap the private
+    parameters of both (the LoRA, and e.g. CE+Mask's filter network inside the forward hook) for one example."""
 
-    def __init__(self, unet, method, fn):
+    def __init__(self, backbone_module, method, fn):
         super().__init__()
-        self.unet, self.method, self._fn = unet, method, fn
+        self.backbone, self.method, self._fn = backbone_module, method, fn
 
     def forward(self, *args):
         return self._fn(*args)
+
+
+_TENSOR_FIELDS = ("latents", "noisy_latents", "timesteps", "noise", "prediction", "images")
 
 
 def _one(example: dict) -> dict:
@@ -136,40 +121,27 @@ def phase_at(phases, step: int, max_steps: int):
 
 
 class Trainer:
+    """``base``: a backbone, or a latent-diffusion base model (wrapped in a :class:`LoraBackbone`)."""
+
     def __init__(self, base, method, cfg, sensitive: str = "race", device="cpu", seed=0, log=print):
-        from diffusers import DDPMScheduler
-
-        self.base, self.method, self.cfg, self.device, self.log = base, method, cfg, device, log
+        self.method, self.cfg, self.device, self.log = method, cfg, device, log
         self.sensitive, self.seed = sensitive, seed
-        sc = {k: v for k, v in base.scheduler_config.items() if not k.startswith("_")}
-        self.sched = DDPMScheduler.from_config(sc)
-        self.scaling = base.vae.config.scaling_factor
-        base.freeze_frozen_parts()
-        torch.manual_seed(seed)  # the LoRA's initialisation depends on the seed alone, not on the method
-        self.targets = add_lora(base.unet, rank=cfg.lora_rank)
-        self.counts = parameter_counts(base.unet)
-        self.hooks = LoraFeatures(base.unet, self.targets, method.transform_first if method.uses_transform() else None)
+        self.backbone = base if hasattr(base, "base_loss") else LoraBackbone(base, cfg, method, device, seed)
+        self.counts = dict(self.backbone.counts)
         self.method.to(device)
-        self.probe = torch.nn.Linear(sum(self.hooks.dims), method.spec.n_sensitive).to(device)
-        self.lora_params = [p for p in base.unet.parameters() if p.requires_grad]
+        self.probe = torch.nn.Linear(sum(self.backbone.dims), method.spec.n_sensitive).to(device)
         self.groups = self._groups()
-        self._joint = _Joint(base.unet, method, self._generator_loss_one)  # one namespace for functional_call
-        if method.dp_backbone and not str(device).startswith("cuda"):
-            # per-example UNet passes under vmap: torch's CPU SDPA has no batching rule (a per-example fallback
-            # loop); diffusers' math attention is vmap-native, 1.41x vs 1.56x the non-DP step
-            # (benchmarks/results/dp_step_cpu.json)
-            from diffusers.models.attention_processor import AttnProcessor
-
-            base.unet.set_attn_processor(AttnProcessor())
+        self._joint = _Joint(self.backbone.module, method, self._generator_loss_one)  # one functional_call namespace
+        released = sum(p.numel() for p in self.backbone.params)
         for player in {g.player for g in self.groups}:
             n = sum(p.numel() for g in self.groups if g.player == player for p in g.params)
-            self.counts[f"method_{player}_params"] = n - (self.counts["lora_trainable"] if player == GENERATOR else 0)
+            self.counts[f"method_{player}_params"] = n - (released if player == GENERATOR else 0)
 
     def _groups(self) -> list[OptimGroup]:
         problems = interface_problems(self.method)
         if problems:
             raise MethodInterfaceError(f"method {type(self.method).__name__}: " + "; ".join(problems))
-        return [OptimGroup(GENERATOR, self.lora_params, dp=self.method.dp_backbone, name="lora")] + [
+        return [OptimGroup(GENERATOR, self.backbone.params, dp=self.method.dp_backbone, name=self.backbone.name)] + [
             g for g in self.method.optimizer_groups() if g.params]
 
     def _optimisers(self):
@@ -203,69 +175,52 @@ class Trainer:
             weight_decay={p: [g["weight_decay"] for g in pg] for p, pg in private.items()},
             warmup={GENERATOR: cfg.warmup_steps}, non_private=non_private, device=self.device, seed=self.seed)
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(self.device).startswith("cuda"))
-
-    def _inputs(self, lat: LatentSet, idx, g, training=True, timestep=None, text=None) -> dict:
-        """One batch's inputs: clean latents (a posterior sample when training), noise, timesteps, noisy
-        latents, text states and labels, drawn from ``g`` in a fixed order."""
-        dev = self.device
-        mean, std = lat.mean[idx].to(dev).float(), lat.std[idx].to(dev).float()
-        x0 = (mean + std * torch.randn(mean.shape, generator=g).to(dev)) * self.scaling if training else mean * self.scaling
-        noise = torch.randn(x0.shape, generator=g).to(dev)
-        if timestep is None:
-            t = torch.randint(0, self.sched.config.num_train_timesteps, (len(idx),), generator=g).to(dev)
-        else:
-            t = torch.full((len(idx),), timestep, dtype=torch.long, device=dev)
-        states = (lat.text[idx] if text is None else text.expand(len(idx), -1, -1)).to(dev).float()
-        return {"latents": x0, "noise": noise, "timesteps": t, "noisy_latents": self.sched.add_noise(x0, noise, t),
-                "text": states, "labels": {k: v[idx].to(dev) for k, v in lat.labels.items()}}
+    def _inputs(self, data, idx, g, training=True, **kw) -> dict:
+        return self.backbone.inputs(data, idx, g, training, **kw)
 
     def _forward(self, inp: dict, step=0, phase="joint", training=True) -> StepContext:
-        with self._autocast():
-            pred = self.base.unet(inp["noisy_latents"], inp["timesteps"], inp["text"]).sample
-        spatial, pooled = self.hooks.pop()
-        return self._step_context(inp, pred.float(), [h.float() for h in spatial], step, phase, training)
+        return self._step_context(inp, self.backbone.forward(inp), step, phase, training)
 
-    def _step_context(self, inp, prediction, spatial, step=0, phase="joint", training=True) -> StepContext:
-        return StepContext(latents=inp["latents"], noisy_latents=inp["noisy_latents"], timesteps=inp["timesteps"],
-                           noise=inp["noise"], prediction=prediction, spatial=spatial,
+    def _step_context(self, inp, out: dict, step=0, phase="joint", training=True) -> StepContext:
+        spatial = out["spatial"]
+        return StepContext(**{k: v for k, v in out.items() if k != "spatial"}, spatial=spatial,
                            pooled=[F.adaptive_avg_pool2d(h, 1).flatten(1) for h in spatial], labels=inp["labels"],
                            sensitive=self.sensitive, step=step, phase=phase, training=training)
 
-    def _context(self, lat: LatentSet, idx, g, step=0, phase="joint", training=True, timestep=None, text=None):
-        return self._forward(self._inputs(lat, idx, g, training, timestep, text), step, phase, training)
+    def _context(self, data, idx, g, step=0, phase="joint", training=True, **kw):
+        return self._forward(self._inputs(data, idx, g, training, **kw), step, phase, training)
 
     def _terms(self, ctx) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
-        mse = F.mse_loss(ctx.prediction, ctx.noise)
+        base = self.backbone.base_loss(ctx)
         terms = self.method.losses(ctx) or {}
         unknown = set(terms) - set(self.method.players)
         if unknown:
             raise MethodInterfaceError(f"method {type(self.method).__name__} returned losses for unknown players "
                                        f"{sorted(unknown)}; players: {sorted(self.method.players)}")
-        return mse, terms
+        return base, terms
 
     @torch.no_grad()
     def evaluate(self, val: LatentSet) -> dict:
-        """On V with fixed noise: diffusion MSE, the full generator objective, adversary and probe accuracy."""
-        self.base.unet.eval()
+        """On V with fixed noise: the base loss, the full generator objective, adversary and probe accuracy."""
+        self.backbone.train(False)
         g = torch.Generator().manual_seed(1234)
-        sums = {"val_mse": 0.0, "val_generator_objective": 0.0, "adv_ok": 0, "probe_ok": 0}
+        key = f"val_{self.backbone.base_loss_name}"
+        sums = {key: 0.0, "val_generator_objective": 0.0, "adv_ok": 0, "probe_ok": 0}
         for i in range(0, len(val), 256):
             idx = torch.arange(i, min(i + 256, len(val)))
             ctx = self._context(val, idx, g, training=False)
-            mse, terms = self._terms(ctx)
-            gen = mse + sum(terms.get(GENERATOR, {}).values(), torch.zeros((), device=mse.device))
+            base, terms = self._terms(ctx)
+            gen = base + sum(terms.get(GENERATOR, {}).values(), torch.zeros((), device=base.device))
             y = ctx.sensitive_labels
-            sums["val_mse"] += mse.item() * len(idx)
+            sums[key] += base.item() * len(idx)
             sums["val_generator_objective"] += gen.item() * len(idx)
             logits = self.method.adversary_logits(ctx.pooled)
             if logits is not None:
                 sums["adv_ok"] += (logits.argmax(1) == y).sum().item()
             sums["probe_ok"] += (self.probe(ctx.features).argmax(1) == y).sum().item()
-        self.base.unet.train()
+        self.backbone.train()
         n = len(val)
-        return {"val_mse": sums["val_mse"] / n, "val_generator_objective": sums["val_generator_objective"] / n,
+        return {key: sums[key] / n, "val_generator_objective": sums["val_generator_objective"] / n,
                 "val_adversary_acc": sums["adv_ok"] / n if self.method.has_adversary() else None,
                 "val_shadow_probe_acc": sums["probe_ok"] / n}
 
@@ -276,12 +231,13 @@ class Trainer:
         opts, private, probe_opt = self._optimisers()
         dp = self._private_training(len(train), private, list(opts)) if private else None
         phases = self.method.phases
-        self.base.unet.train()
+        self.backbone.train()
         self.method.train()
         select_from = math.ceil(cfg.select_after * cfg.max_steps)
         best, best_state, best_step, best_dp_steps, since, history = math.inf, None, None, None, 0, []
         step_losses: dict[str, list[float]] = {}
-        bar = tqdm(range(1, cfg.max_steps + 1), desc="train LoRA", unit="step", leave=False)
+        bar = tqdm(range(1, cfg.max_steps + 1), desc=f"train {self.backbone.name}", unit="step", leave=False)
+        key = f"val_{self.backbone.base_loss_name}"
         steps_per_epoch = max(1, len(train) // cfg.batch_size)
         for step in bar:
             phase = phase_at(phases, step, cfg.max_steps)
@@ -303,10 +259,10 @@ class Trainer:
                 ev.update({"step": step, "phase": phase.name, **{k: float(np.mean(v)) for k, v in step_losses.items()}})
                 step_losses = {}
                 history.append(ev)
-                bar.set_postfix(val_mse=f"{ev['val_mse']:.4f}", probe=f"{ev['val_shadow_probe_acc']:.2f}")
+                bar.set_postfix({key: f"{ev[key]:.4f}", "probe": f"{ev['val_shadow_probe_acc']:.2f}"})
                 if step < select_from:
                     continue
-                score = ev["val_generator_objective" if cfg.select_on == "generator_objective" else "val_mse"]
+                score = ev["val_generator_objective" if cfg.select_on == "generator_objective" else key]
                 if score < best - cfg.min_delta:
                     best, best_step, since = score, step, 0
                     best_state = self._snapshot()
@@ -330,14 +286,14 @@ class Trainer:
         inp = self._inputs(train, idx, g)
         samples = {}
         if GENERATOR in private_now:
-            samples[GENERATOR], aux = self._generator_grad_samples(inp, step, phase.name)
-            ctx = self._step_context(inp, aux["prediction"], aux["spatial"], step, phase.name)
+            samples[GENERATOR], out = self._generator_grad_samples(inp, step, phase.name)
+            ctx = self._step_context(inp, out, step, phase.name)
         else:
             ctx = self._forward(inp, step, phase.name)
         ctx.epoch = epoch
-        mse, terms = self._terms(ctx)
-        totals = {p: sum(terms.get(p, {}).values(), torch.zeros((), device=mse.device)) for p in self.method.players}
-        totals[GENERATOR] = totals[GENERATOR] + mse
+        base, terms = self._terms(ctx)
+        totals = {p: sum(terms.get(p, {}).values(), torch.zeros((), device=base.device)) for p in self.method.players}
+        totals[GENERATOR] = totals[GENERATOR] + base
         probe_loss = F.cross_entropy(self.probe(ctx.features.detach()), ctx.sensitive_labels)
         for p, v in [*totals.items(), ("shadow_probe", probe_loss)]:
             if not torch.isfinite(v):
@@ -364,7 +320,7 @@ class Trainer:
         probe_opt.zero_grad(set_to_none=True)
         probe_loss.backward()
         probe_opt.step()
-        flat = {"mse": mse, "shadow_probe_ce": probe_loss, **{f"{p}/{k}": v for p, t in terms.items() for k, v in t.items()}}
+        flat = {self.backbone.base_loss_name: base, "shadow_probe_ce": probe_loss, **{f"{p}/{k}": v for p, t in terms.items() for k, v in t.items()}}
         return {k: float(v.detach()) for k, v in flat.items()}
 
     # -- per-example gradients of private players (DP-SGD) ------------------------------------------------
@@ -376,9 +332,9 @@ class Trainer:
         return {p: self._named([q for g in pg for q in g["params"]]) for p, pg in private.items()}
 
     def _generator_grad_samples(self, inp, step, phase):
-        """Per-example gradients of the generator's loss (diffusion MSE + its terms) w.r.t. the LoRA and the
-        generator's method modules: vmap over examples of the UNet forward, hooks and ``method.losses`` on a
-        batch of one. Returns them with the forward's prediction and features (detached) for the rest."""
+        """Per-example gradients of the generator's loss (base loss + its terms) w.r.t. the backbone's and the
+        generator's method modules' parameters: vmap over examples of the backbone's forward (with the LoRA
+        hooks) and ``method.losses`` on a batch of one. Returns them with the forward's outputs (detached)."""
         params = [q for g in self.groups if g.player == GENERATOR for q in g.params]
         names = self._named(params)
 
@@ -388,22 +344,23 @@ class Trainer:
         return [grads[n] for n in names], aux
 
     def _generator_loss_one(self, one, step, phase):
-        ctx = self._forward(one, step, phase)
+        out = self.backbone.forward(one)
+        ctx = self._step_context(one, out, step, phase)
         terms = self.method.losses(ctx) or {}
-        loss = F.mse_loss(ctx.prediction, ctx.noise) + sum(terms.get(GENERATOR, {}).values())
-        return loss, {"prediction": ctx.prediction.detach()[0], "spatial": [h.detach()[0] for h in ctx.spatial]}
+        loss = self.backbone.base_loss(ctx) + sum(terms.get(GENERATOR, {}).values())
+        return loss, {k: [h.detach()[0] for h in v] if isinstance(v, list) else v.detach()[0] for k, v in out.items()}
 
     def _player_grad_samples(self, player, ctx):
         """Per-example gradients of a private non-generator player's terms w.r.t. its own parameters, on the
-        step's (detached) features: the player's gradient never reaches the UNet."""
+        step's (detached) context: the player's gradient never reaches the backbone."""
         params = [q for g in self.groups if g.player == player for q in g.params]
         names = [n.removeprefix("method.") for n in self._named(params)]
-        batch = {k: getattr(ctx, k) for k in ("latents", "noisy_latents", "timesteps", "noise", "labels")}
-        batch |= {"prediction": ctx.prediction.detach(), "spatial": [h.detach() for h in ctx.spatial]}
+        out = {k: getattr(ctx, k).detach() for k in _TENSOR_FIELDS if getattr(ctx, k) is not None}
+        batch = {"labels": ctx.labels, "out": {**out, "spatial": [h.detach() for h in ctx.spatial]}}
 
         def loss_one(prm, one):
             one = _one(one)
-            c = self._step_context(one, one["prediction"], one["spatial"], ctx.step, ctx.phase)
+            c = self._step_context(one, one["out"], ctx.step, ctx.phase)
             c.epoch = ctx.epoch
             loss = sum((functional_call(self.method, prm, (c,)) or {}).get(player, {}).values())
             return loss, loss.detach()
@@ -411,25 +368,16 @@ class Trainer:
         return [grads[n] for n in names]
 
     def _snapshot(self):
-        return {"lora": [p.detach().clone() for p in self.lora_params],
+        return {"backbone": [p.detach().clone() for p in self.backbone.params],
                 "method": copy.deepcopy(self.method.state_dict()), "probe": copy.deepcopy(self.probe.state_dict())}
 
     def _restore(self, s):
         with torch.no_grad():
-            for p, v in zip(self.lora_params, s["lora"]):
+            for p, v in zip(self.backbone.params, s["backbone"]):
                 p.copy_(v)
         self.method.load_state_dict(s["method"])
         self.probe.load_state_dict(s["probe"])
 
-    @torch.no_grad()
-    def features(self, lat: LatentSet, timestep: int, null_text: torch.Tensor | None = None,
-                 batch: int = 256) -> torch.Tensor:
-        """Pooled LoRA features at a fixed timestep and seeded noise, from the posterior mean.
-
-        ``null_text``: text states of the empty prompt (the default for PT / probe); None: the split's
-        own training prompts."""
-        self.base.unet.eval()
-        g = torch.Generator().manual_seed(4321)
-        out = [self._context(lat, torch.arange(i, min(i + batch, len(lat))), g, training=False, timestep=timestep,
-                             text=null_text).features.cpu() for i in range(0, len(lat), batch)]
-        return torch.cat(out)
+    def features(self, data, *args, **kw) -> torch.Tensor:
+        """The backbone's features of a split, as attacks read them (see the backbone's ``features``)."""
+        return self.backbone.features(self, data, *args, **kw)
