@@ -39,6 +39,10 @@ def step_times(method: str, batch: int, steps: int, warmup: int, attention: str)
     cls = methods.get(method)
     cfg = TrainConfig(lr=1e-3, max_steps=steps + warmup, batch_size=batch, warmup_steps=0)
     tr = Trainer(base, cls(spec), cfg, seed=0, log=lambda *a: None)
+    if attention == "sdpa":  # the Trainer switches a private LoRA's UNet to math attention on CPU: undo it here
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        base.unet.set_attn_processor(AttnProcessor2_0())
     n = 6000  # the embedded profile's training images
     g = torch.Generator().manual_seed(0)
     h = base.unet.config.sample_size
@@ -82,7 +86,8 @@ def main() -> None:
               "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": torch.__version__,
               "steps": rows, "dp_over_non_dp": ratio,
               "note": "sdpa: diffusers' default attention (torch SDPA, no vmap batching rule on CPU: a per-example "
-                      "fallback loop); math: diffusers' AttnProcessor (batched matmuls, vmap-native)"}
+                      "fallback loop); math: diffusers' AttnProcessor (batched matmuls, vmap-native), what "
+                      "decobench uses for a private LoRA on CPU"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(args.out), record)
     print(record["dp_over_non_dp"])

@@ -55,7 +55,7 @@ def test_epsilon_is_what_opacus_recomputes_and_meets_the_target():
     assert rec["sample_rate"] == pytest.approx(64 / 192) and rec["steps"] == 12 and rec["sampling"] == "poisson"
     assert rec["private_players"] == ["adversary", "generator"] and not rec["non_private_players"]
     assert len(rec["private_parameters"]) == 2 + len(tr.backbone.params)  # the adversary's fc and every LoRA tensor
-    assert rec["epsilon_at_selected_step"] <= rec["epsilon"]
+    assert rec["selected_dp_steps"] <= rec["steps"] and "seed is secret" in rec["covers"]
 
 
 def test_epsilon_grows_with_steps_and_falls_with_noise():

@@ -123,6 +123,29 @@ def test_leaderboard_groups_and_renders(quick_run):
     assert "| Baseline (Real) |" in res.output and "| ce_mask | 0 |" in res.output and "| baseline | 0 |" in res.output
 
 
+def test_leaderboard_keeps_hyperparameters_and_dp_budgets_apart(quick_run):
+    """An ε sweep (or any hyperparameter sweep) is never averaged into one row; a DP row names its budget
+    and says when the released part is not private."""
+    import copy
+
+    from decobench.results.leaderboard import render
+
+    _, result, _ = quick_run
+    rows = []
+    for eps, seed in ((1.0, 0), (1.0, 1), (5.0, 0)):
+        r = copy.deepcopy(result)
+        r["method"], r["seed"] = "ce_dp", seed
+        r["method_params"] = {**r["method_params"], "target_epsilon": eps}
+        r["dp"] = {"epsilon": eps - 0.01, "delta": 1e-5, "private_players": ["adversary", "generator"]}
+        rows.append(r)
+    mtl = copy.deepcopy(rows[0])
+    mtl["method"], mtl["dp"]["private_players"] = "mtl", ["adversary"]
+    table = render(rows + [mtl])
+    assert "| ce_dp [target_epsilon=1.0] (ε 0.99, δ 1e-05) | 0,1 |" in table
+    assert "| ce_dp [target_epsilon=5.0] (ε 4.99, δ 1e-05) | 0 |" in table
+    assert "| mtl (ε 0.99, δ 1e-05; release not private) | 0 |" in table
+
+
 SMALL = {"max_steps": "6", "eval_every": "3", "max_train_images": "128", "max_val_images": "32",
          "release.max_images_per_split": "48", "release.num_inference_steps": "4", "eval.max_test_images": "64",
          "eval.max_gen_val_images": "32", "eval.classifier.max_epochs": "1", "eval.bootstrap": "100",

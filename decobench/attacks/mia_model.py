@@ -2,7 +2,8 @@
 
 Members are images the released model trained on, non-members identity-disjoint images of the same
 distribution it never saw; ``eval.mia_samples`` of each are scored. Signals are read from the released
-heads on the example's own labels, averaged over the image and its horizontal flip:
+heads on the example's own labels, averaged over the image and its horizontal flip (the model-track
+recipe trains with flips; ``mirror=False`` reads the image alone):
 
 - ``loss`` (Yeom et al. 2018): Σ_tasks log p(y_task | x), i.e. minus the summed cross-entropy. No
   references: the floor every other attack must beat.
@@ -50,18 +51,21 @@ def _take(split: RealSplit, idx) -> RealSplit:
 
 
 @torch.no_grad()
-def signals(model: ReleasedModel, split: RealSplit, tasks: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(Σ log p_y, Σ logit margin φ) per example over ``tasks``, averaged over the image and its mirror."""
+def signals(model: ReleasedModel, split: RealSplit, tasks: list[str], mirror: bool = True
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(Σ log p_y, Σ logit margin φ) per example over ``tasks``, averaged over the image and (``mirror``, for
+    models trained with horizontal flips) its mirror image."""
+    views = (split.images, split.images[:, :, ::-1].copy()) if mirror else (split.images,)
     logp, phi = np.zeros(len(split.images)), np.zeros(len(split.images))
-    for images in (split.images, split.images[:, :, ::-1].copy()):
+    for images in views:
         out = model.heads(images)
         for t in tasks:
             z = out[t].double()
             y = torch.tensor(split.labels[t].to_numpy(), dtype=torch.long)
             zy = z.gather(1, y[:, None]).squeeze(1)
             others = z.scatter(1, y[:, None], float("-inf"))
-            logp += 0.5 * (zy - torch.logsumexp(z, 1)).numpy()
-            phi += 0.5 * (zy - torch.logsumexp(others, 1)).numpy()
+            logp += (zy - torch.logsumexp(z, 1)).numpy() / len(views)
+            phi += (zy - torch.logsumexp(others, 1)).numpy() / len(views)
     return logp, phi
 
 
@@ -91,8 +95,9 @@ def rmia_scores(target_x, refs_x, target_z, refs_z, gamma: float = 1.0) -> np.nd
 
 def attack_model(target: ReleasedModel, members: RealSplit, nonmembers: RealSplit, recipe, tasks: list[str],
                  samples: int, references: int, auxiliary: RealSplit | None, train_size: int, population: int,
-                 resamples: int = 1000, seed: int = 0, log=None) -> AttackResult:
-    """The whole attack (``run()`` and ``calibrate()`` both call it)."""
+                 resamples: int = 1000, seed: int = 0, log=None, mirror: bool = True) -> AttackResult:
+    """The whole attack (``run()`` and ``calibrate()`` both call it); ``mirror``: average each signal over the
+    image and its mirror (for models trained with flips)."""
     start = time.time()
     rng = np.random.default_rng(seed)
     n = min(samples, len(members.images), len(nonmembers.images))
@@ -102,7 +107,7 @@ def attack_model(target: ReleasedModel, members: RealSplit, nonmembers: RealSpli
     pool = _concat([_take(members, rng.permutation(len(members.images))[:n]),
                     _take(nonmembers, rng.permutation(len(nonmembers.images))[:n])])
     is_member = np.r_[np.ones(n, bool), np.zeros(n, bool)]
-    t_logp, t_phi = signals(target, pool, tasks)
+    t_logp, t_phi = signals(target, pool, tasks, mirror)
     metrics = mia_metrics("model_loss", t_logp[is_member], t_logp[~is_member], resamples, seed)
     info = {"scored_per_side": n, "tasks": tasks, "references": references}
     reasons = []
@@ -121,14 +126,14 @@ def attack_model(target: ReleasedModel, members: RealSplit, nonmembers: RealSpli
     keep = balanced_keep(references, 2 * n, rng)
     padding = _take(auxiliary, np.arange(n_pad))
     z = _take(auxiliary, np.arange(n_pad, n_pad + population))
-    z_logp = signals(target, z, tasks)[0]
+    z_logp = signals(target, z, tasks, mirror)[0]
     r_logp, r_phi, rz_logp = [], [], []
     for j in range(references):
         ref = recipe(_concat([_take(pool, np.flatnonzero(keep[j])), padding]), seed * 1000 + j + 1)
-        lp, ph = signals(ref, pool, tasks)
+        lp, ph = signals(ref, pool, tasks, mirror)
         r_logp.append(lp)
         r_phi.append(ph)
-        rz_logp.append(signals(ref, z, tasks)[0])
+        rz_logp.append(signals(ref, z, tasks, mirror)[0])
         if log:
             log(f"mia_model: reference {j + 1}/{references} trained ({time.time() - start:.0f} s)")
     online, offline = lira_scores(t_phi, np.stack(r_phi), keep)
@@ -160,7 +165,8 @@ class ModelMembership(Attack):
 
     @classmethod
     def calibrate(cls, seed: int = 0) -> list[CalibrationCase]:
-        """Known answers with a small MLP on random 8x8 images with random labels (memorisation only):
+        """Known answers with a small MLP on random 8x8 images with random labels (memorisation only; it
+        trains without flips, so signals are read on the image alone):
         "planted", the target trained on the members, must give every attack's AUC a CI above 0.6;
         "absent", the target trained on other images, must give CIs that hold 0.5."""
         data = calibration_data(seed)
@@ -168,7 +174,7 @@ class ModelMembership(Attack):
         for case in ("planted", "absent"):
             target = mlp_recipe(data["members"] if case == "planted" else data["outsiders"], seed)
             res = attack_model(target, data["members"], data["nonmembers"], mlp_recipe, ["label"], CAL_N, 8,
-                               data["auxiliary"], CAL_N, 300, 500, seed)
+                               data["auxiliary"], CAL_N, 300, 500, seed, mirror=False)
             for name in NAMES:
                 m = res.metrics[f"privacy_mia_{name}_auc"]
                 ok = m["ci"][0] > 0.6 if case == "planted" else m["ci_includes_chance"]

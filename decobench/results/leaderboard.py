@@ -47,14 +47,27 @@ def _cell(ms: list[dict]) -> str:
     return s
 
 
+def _row_labels(rows: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The method's name, plus the hyperparameters that differ between its rows (when it has several)."""
+    out = {}
+    for method, params in rows:
+        mine = json.loads(params)
+        others = [json.loads(p) for m, p in rows if m == method and p != params]
+        diff = sorted(k for k in mine if any(o.get(k) != mine[k] for o in others))
+        out[(method, params)] = method + (f" [{', '.join(f'{k}={mine[k]}' for k in diff)}]" if diff else "")
+    return out
+
+
 def _dp_label(results: list[dict]) -> str:
-    """DP runs name their budget: the largest ε over the seeds (the accountant's, at the recorded δ)."""
+    """DP runs name their budget: the largest ε over the seeds (the accountant's, at the recorded δ), and
+    say so when the released part (the generator) is not among the private players."""
     dps = [r["dp"] for r in results if "dp" in r]
     if not dps:
         return ""
     eps = [d["epsilon"] for d in dps]
     worst = "∞" if None in eps else f"{max(eps):.2f}"
-    return f" (ε {worst}, δ {max(d['delta'] for d in dps):g})"
+    released = all("generator" in d.get("private_players", ["generator"]) for d in dps)
+    return f" (ε {worst}, δ {max(d['delta'] for d in dps):g}" + ("" if released else "; release not private") + ")"
 
 
 def render(results: list[dict]) -> str:
@@ -74,9 +87,10 @@ def render(results: list[dict]) -> str:
         arrows = {k: "↓" if found[k]["direction"] == "lower_is_better" else "↑" for k in cols}
         parts.append("| method | seeds | " + " | ".join(f"{k} {arrows[k]}" for k in cols) + " |")
         parts.append("|---|---|" + "---|" * len(cols))
-        by_method = defaultdict(list)
+        by_method = defaultdict(list)  # a row per method *and* hyperparameters: an ε sweep is never averaged
         for r, ev in rows:
-            by_method[r["method"]].append((r, ev))
+            by_method[(r["method"], json.dumps(r.get("method_params", {}), sort_keys=True))].append((r, ev))
+        labels = _row_labels(list(by_method))
         for label, ref_key in (("Baseline (Real)", "baseline_real"), ("real vs real (floor)", "real_vs_real"),
                                ("real sources (unprotected)", "real_source"),
                                ("constant reconstruction (floor)", "constant_floor")):
@@ -87,10 +101,10 @@ def render(results: list[dict]) -> str:
                 cells.append(_cell([{**m, "direction": "higher_is_better"} for m in ms]) if ms else "—")
             if any(c != "—" for c in cells):
                 parts.append(f"| {label} | | " + " | ".join(cells) + " |")
-        for method, mrows in sorted(by_method.items()):
+        for row, mrows in sorted(by_method.items()):
             seeds = sorted(r["seed"] for r, _ in mrows)
             cells = [_cell([ev["metrics"][k] for _, ev in mrows if k in ev["metrics"]]) for k in cols]
-            parts.append(f"| {method}{_dp_label([r for r, _ in mrows])} | {','.join(map(str, seeds))} | "
+            parts.append(f"| {labels[row]}{_dp_label([r for r, _ in mrows])} | {','.join(map(str, seeds))} | "
                          + " | ".join(cells) + " |")
         commits = sorted({r["decobench_commit"] for r, _ in rows})
         parts.append(f"\nAccuracies in %, mean ± std over seeds; ° = every seed's 95 % CI includes chance or the "

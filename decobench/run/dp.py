@@ -6,7 +6,8 @@ the noise multiplier is solved and ε is computed by Opacus (PRV by default, RDP
 What the ε covers is recorded beside it: the parameters that trained under DP-SGD, on the training
 split Tr sampled with rate q. Players that train without DP on the same data (named in the record) are
 outside the guarantee; if one of them feeds a private player's loss, that player's ε is void, and the
-record says so. Checkpoint selection reads V (not Tr), so it spends none of Tr's budget.
+record says so. Checkpoint selection reads V (not Tr), so it spends none of Tr's budget. The sampling and
+the noise are seeded by the run's seed (same command, same result): ε then assumes that seed stays secret.
 """
 
 from __future__ import annotations
@@ -104,22 +105,25 @@ class PrivateTraining:
             self.history.append([*entry, 1])
 
     def record(self, names: dict[str, list[str]], selected_dp_steps: int | None = None) -> dict:
-        """What result.json carries: everything needed to recompute ε with Opacus, and what it covers."""
+        """What result.json carries: everything needed to recompute ε with Opacus, and what it covers.
+
+        ε is over every DP step taken: the released checkpoint was chosen by comparing it with later ones
+        (and training stopped on them), so it depends on all of them."""
         p = self.params
-        eps = epsilon(p.accountant, self.history, p.delta)
-        sel = None if selected_dp_steps is None else epsilon(
-            p.accountant, [[self.noise_multiplier, self.sample_rate, selected_dp_steps]], p.delta)
         private = sorted(n for ns in names.values() for n in ns)
-        covers = (f"the parameters of player(s) {', '.join(sorted(names))} ({len(private)} tensors), trained on "
-                  f"the training split by DP-SGD; checkpoint selection reads V, not the training split")
+        covers = (f"each training image (a person with several images is protected only as a group) against "
+                  f"what the parameters of player(s) {', '.join(sorted(names))} ({len(private)} tensors) reveal; "
+                  f"trained by DP-SGD on the training split. Not covered: V, which selects the checkpoint without "
+                  f"DP; the per-step training losses in the history. Benchmark mode: the Poisson sampling and the "
+                  f"noise come from generators seeded by the run's seed, so ε holds only while that seed is secret")
         if self.non_private:
             covers += (f"; player(s) {', '.join(self.non_private)} trained on the same data without DP and are "
                        f"not covered (a private player whose loss they feed has no end-to-end guarantee)")
-        return {"epsilon": eps, "delta": p.delta, "accountant": p.accountant, "target_epsilon": p.target_epsilon,
-                "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate, "steps": self.steps,
-                "planned_steps": self.planned_steps, "max_grad_norm": p.max_grad_norm,
-                "expected_batch_size": self.expected_batch_size, "n_train": self.n_train, "sampling": "poisson",
-                "history": self.history, "epsilon_at_selected_step": sel, "selected_dp_steps": selected_dp_steps,
-                "private_players": sorted(names), "private_parameters": private,
-                "non_private_players": self.non_private, "covers": covers, "secure_rng": False,
-                "opacus": metadata.version("opacus")}
+        return {"epsilon": epsilon(p.accountant, self.history, p.delta), "delta": p.delta, "accountant": p.accountant,
+                "target_epsilon": p.target_epsilon, "noise_multiplier": self.noise_multiplier,
+                "sample_rate": self.sample_rate, "steps": self.steps, "planned_steps": self.planned_steps,
+                "max_grad_norm": p.max_grad_norm, "expected_batch_size": self.expected_batch_size,
+                "n_train": self.n_train, "sampling": "poisson", "history": self.history,
+                "selected_dp_steps": selected_dp_steps, "private_players": sorted(names),
+                "private_parameters": private, "non_private_players": self.non_private, "covers": covers,
+                "randomness": "seeded", "secure_rng": False, "opacus": metadata.version("opacus")}

@@ -96,6 +96,9 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
         raise ConfigError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
     cfg, params = resolve(profile, method_entry.obj, method, overrides, sensitive)
     suite = select_attacks(attacks or cfg.eval.attacks)
+    if execution.gradient_checkpointing and method_entry.obj.dp_backbone:
+        raise ConfigError(f"{method} trains its LoRA with DP-SGD, whose per-example gradients (torch.func) cannot "
+                          f"pass through gradient checkpointing; run it without --gradient-checkpointing")
     for entry in suite:  # missing assets fail here, before anything trains
         entry.obj.preflight(cfg.eval)
     roles = REAL_ROLES if data_root else EMBEDDED_ROLES
