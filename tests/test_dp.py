@@ -230,3 +230,24 @@ def test_dp_bounds_the_generator_mia_and_without_noise_it_leaks():
     assert violations(pos, neg, rec["epsilon"], rec["delta"]) == 0
     # the check has teeth at this size: fully separated scores (a strong leak) violate the ε-1 bound
     assert violations(np.ones(24), np.zeros(24), rec["epsilon"], rec["delta"]) > 0
+
+
+class _PrivateGeneratorModuleOnly(_PrivateAdversary):
+    def __init__(self, spec, params=None):
+        super().__init__(spec, params)
+        self.generator["scale"] = nn.Linear(1, 1)
+
+    def optimizer_groups(self):
+        return [OptimGroup("generator", list(self.generator.parameters()), dp=True),
+                OptimGroup("adversary", list(self.adversary.parameters()), dp=True)]
+
+
+class _SharedParameter(_PrivateAdversary):
+    def optimizer_groups(self):
+        ps = list(self.adversary.parameters())
+        return [OptimGroup("adversary", ps, dp=True), OptimGroup("adversary", ps[:1], dp=False)]
+
+
+def test_a_private_generator_module_needs_a_private_backbone_and_no_parameter_is_both():
+    assert any("dp_backbone is False" in p for p in interface_report(_PrivateGeneratorModuleOnly, spec()))
+    assert any("private and a non-private group" in p for p in interface_report(_SharedParameter, spec()))

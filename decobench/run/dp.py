@@ -55,8 +55,10 @@ def per_example_grads(loss_one, params: dict, batch, in_dims=0):
 
 
 class PrivateTraining:
-    """The DP state of one training run: z, q, the accountant, one DPOptimizer per set of private players
-    that step together (a phase where only some private players step must not noise the others)."""
+    """The DP state of one training run: z, q, the accountant's history, one AdamW (with its warm-up) per
+    private player, kept across phases as without DP, and one Opacus ``DPOptimizer`` per set of private
+    players that step together: it clips their per-example gradients jointly and noises them once (a phase
+    where only some private players step must not noise the others); each player's AdamW then steps."""
 
     def __init__(self, params, n_train: int, batch_size: int, dp_steps: int, players: dict[str, list],
                  lr: dict[str, list[float]], weight_decay: dict[str, list[float]], warmup: dict[str, int],
@@ -66,36 +68,40 @@ class PrivateTraining:
         self.expected_batch_size = max(1, round(self.sample_rate * n_train))
         self.planned_steps = dp_steps
         self.noise_multiplier = solve_noise_multiplier(params, self.sample_rate, max(1, dp_steps))
-        self.lr, self.weight_decay, self.warmup = lr, weight_decay, warmup
         self.noise = torch.Generator(device=device).manual_seed(10_000 + seed)  # seeded: same run, same noise
         self.history: list[list] = []    # [z, q, steps], merged like Opacus's accountants
         self.steps = 0
-        self._optimisers: dict[tuple[str, ...], tuple] = {}
+        self._adam = {}
+        for p, groups in players.items():
+            opt = torch.optim.AdamW([{"params": ps, "lr": r, "weight_decay": wd}
+                                     for ps, r, wd in zip(groups, lr[p], weight_decay[p], strict=True)])
+            w = warmup.get(p, 0)  # constant after a linear warm-up (diffusers' constant_with_warmup), as without DP
+            self._adam[p] = (opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s, w=w: s / w if s < w else 1.0))
+        self._clip_noise: dict[tuple[str, ...], DPOptimizer] = {}
 
-    def _optimiser(self, players: tuple[str, ...]):
-        if players not in self._optimisers:
-            groups, warm = [], []
-            for p in players:
-                for ps, lr, wd in zip(self.players[p], self.lr[p], self.weight_decay[p]):
-                    groups.append({"params": ps, "lr": lr, "weight_decay": wd})
-                    warm.append(self.warmup.get(p, 0))
-            opt = torch.optim.AdamW(groups)
-            dp = DPOptimizer(opt, noise_multiplier=self.noise_multiplier, max_grad_norm=self.params.max_grad_norm,
-                             expected_batch_size=self.expected_batch_size, loss_reduction="mean",
-                             generator=self.noise)
-            # constant after a linear warm-up per player (diffusers' constant_with_warmup), as without DP
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s, w=w: s / w if s < w else 1.0 for w in warm])
-            self._optimisers[players] = (dp, sched)
-        return self._optimisers[players]
+    def _params(self, players) -> list[torch.nn.Parameter]:
+        return [q for p in players for group in self.players[p] for q in group]
+
+    def _dp(self, players: tuple[str, ...]) -> DPOptimizer:
+        if players not in self._clip_noise:  # Opacus's clipping and noise over exactly these players' parameters
+            self._clip_noise[players] = DPOptimizer(
+                torch.optim.SGD(self._params(players), lr=0.0), noise_multiplier=self.noise_multiplier,
+                max_grad_norm=self.params.max_grad_norm, expected_batch_size=self.expected_batch_size,
+                loss_reduction="mean", generator=self.noise)
+        return self._clip_noise[players]
 
     def step(self, players: tuple[str, ...], grad_samples: dict[str, list[torch.Tensor]]) -> None:
         """One DP-SGD step of ``players`` from per-example gradients ([B, *shape] per parameter, B may be 0)."""
-        dp, sched = self._optimiser(players)
+        dp = self._dp(players)
         for p in players:
-            for prm, gs in zip((q for group in self.players[p] for q in group), grad_samples[p]):
+            for prm, gs in zip(self._params((p,)), grad_samples[p], strict=True):
                 prm.grad_sample = gs.detach()
-        dp.step()
-        sched.step()
+        if not dp.pre_step():  # clip, noise, scale by the expected batch size; never skipped without accumulation
+            raise RuntimeError("Opacus skipped a DP step (gradient accumulation is not used here)")
+        for p in players:
+            opt, sched = self._adam[p]
+            opt.step()
+            sched.step()
         dp.zero_grad(set_to_none=True)
         self.steps += 1
         entry = [self.noise_multiplier, self.sample_rate]

@@ -87,6 +87,15 @@ def _dp_problems(method, groups) -> list[str]:
             problems.append(f"optimizer group {g.name or g.player} of private player {g.player!r} has dp=False: a "
                             f"player trains wholly under DP-SGD or not at all"
                             + (" (dp_backbone makes the generator private)" if g.player == GENERATOR else ""))
+    if any(g.dp and g.player == GENERATOR for g in groups) and not method.dp_backbone:
+        problems.append("a generator group has dp=True but dp_backbone is False: the released backbone would train "
+                        "without DP beside it; set dp_backbone = True (or keep the generator's groups non-private)")
+    seen: dict[int, bool] = {}
+    for g in groups:
+        for prm in g.params:
+            if seen.setdefault(id(prm), g.dp) != g.dp:
+                problems.append(f"a parameter of group {g.name or g.player} is in a private and a non-private group: "
+                                f"it would be updated without DP")
     return problems
 
 
