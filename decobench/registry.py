@@ -178,7 +178,8 @@ attacks = Registry("attacks", "decobench.attacks", check=_attack_check,
                    builtin_modules=("decobench.attacks.cls", "decobench.attacks.pt", "decobench.attacks.probe",
                                     "decobench.attacks.quality", "decobench.attacks.linkage",
                                     "decobench.attacks.mia_generator", "decobench.attacks.inversion",
-                                    "decobench.attacks.mia_model", "decobench.attacks.feature_inversion"))
+                                    "decobench.attacks.mia_model", "decobench.attacks.feature_inversion",
+                                    "decobench.attacks.heads"))
 datasets = Registry("datasets", "decobench.datasets",
                     builtin_modules=("decobench.data.synthfaces.dataset", "decobench.data.fairface",
                                      "decobench.data.utkface", "decobench.data.celeba"))

@@ -160,7 +160,8 @@ class ModelMembership(Attack):
         cfg = self.ctx.cfg
         tasks = [t for t in release.utility if t in release.members.labels.columns]
         return attack_model(release.model, release.members, release.nonmembers, release.recipe, tasks,
-                            cfg.mia_samples, self.references, release.auxiliary, release.train_size,
+                            cfg.mia_samples, getattr(cfg, "mia_references", self.references), release.auxiliary,
+                            release.train_size,
                             self.population, cfg.bootstrap, self.ctx.seed, log=self.ctx.log)
 
     @classmethod

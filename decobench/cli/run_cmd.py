@@ -23,7 +23,10 @@ def parse_sets(values) -> dict:
 @click.command()
 @click.option("--method", required=True, help="decoupling method (decobench list methods)")
 @click.option("--setup", required=True, help="A, B or C (decobench list setups)")
-@click.option("--regime", default="G", show_default=True, type=click.Choice(list(REGIMES)))
+@click.option("--track", default="data", show_default=True, type=click.Choice(["data", "model"]),
+              help="data: release a synthetic copy through a LoRA (DECO-Bench); model: release a trained encoder")
+@click.option("--regime", default="G", show_default=True, type=click.Choice(list(REGIMES)),
+              help="which real splits the data track releases (no meaning on the model track)")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--profile", default="embedded", show_default=True, type=click.Choice(list(PROFILES)))
 @click.option("--sensitive", default="race", show_default=True, type=click.Choice(SENSITIVE),
@@ -48,7 +51,7 @@ def parse_sets(values) -> dict:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="override a config value: lr=3e-4, release.num_inference_steps=30, eval.classifier.max_epochs=20, "
                    "method.adv_weight=2, resolution=128")
-def run(method, setup, regime, seed, profile, sensitive, attacks, base_name, base_path, data_root, out, device,
+def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_name, base_path, data_root, out, device,
         prompt_policy, compile_unet, gradient_checkpointing, sets):
     """Train a decoupling method, release a synthetic split, run the attack suite, write result.json.
 
@@ -58,6 +61,7 @@ def run(method, setup, regime, seed, profile, sensitive, attacks, base_name, bas
       decobench run --method metric --setup C --profile quick --seed 1
       decobench run --method ce --setup B --regime V+G --set method.adv_weight=2
       decobench run --method ce --setup A --sensitive gender --attacks cls,probe
+      decobench run --method ce_dp --setup A --track model
       decobench run --method ce --setup A --base sd15 --base-path ~/sd15 --data-root ~/data --profile paper
     """
     import torch
@@ -72,6 +76,6 @@ def run(method, setup, regime, seed, profile, sensitive, attacks, base_name, bas
     suite = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     result, run_dir = run_benchmark(method, setup, regime, seed, profile, base_name, base_path, out, data_root,
                                     device, overrides, sensitive=sensitive, attacks=suite, log=click.echo,
-                                    execution=Execution(compile_unet, gradient_checkpointing))
+                                    execution=Execution(compile_unet, gradient_checkpointing), track=track)
     click.echo(summary_table(result))
     click.echo(f"wrote {run_dir / 'result.json'}")

@@ -7,3 +7,4 @@ class Baseline(DecouplingMethod):
     """LoRA fine-tune with no decoupling term (DECO-Bench's reference)."""
 
     paper_lr = 1e-5
+    tracks = ("data", "model")

@@ -21,6 +21,7 @@ class CrossEntropyDecoupling(DecouplingMethod):
 
     Params = CEParams
     paper_lr = 1e-5
+    tracks = ("data", "model")
 
     def __init__(self, spec, params=None):
         super().__init__(spec, params)

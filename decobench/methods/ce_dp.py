@@ -19,6 +19,7 @@ class CrossEntropyDP(CrossEntropyDecoupling):
 
     Params = CEDPParams
     dp_backbone = True
+    tracks = ("data", "model")
 
     def optimizer_groups(self):
         return [OptimGroup("adversary", list(self.adversary.parameters()), dp=True, name="adversary")]

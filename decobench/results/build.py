@@ -56,16 +56,17 @@ def comparability_key(result: dict) -> str:
     c = result["config"]
     return config_hash({
         "schema_major": SCHEMA_VERSION, "setup": result["setup"], "regime": result["regime"],
-        "sensitive": result["sensitive"], "split_hashes": result["split_hashes"],
+        "track": result.get("track", "data"), "sensitive": result["sensitive"], "split_hashes": result["split_hashes"],
         "fingerprints": result["data_fingerprints"], "base": result["base_model"], "base_weights": result["base_weights"],
         "resolution": result["resolution"], "attacks": result["attacks"], "profile": c["profile"],
         "prompt_policy": c["train"]["prompt_policy"], "eval": c["eval"], "release": c["release"]})
 
 
 def build_result(*, method, method_entry, method_version, setup, regime, seed, cfg, names, dsets, base, bkey, device,
-                 suite, seconds, counts, training, evaluations, execution: dict | None = None) -> dict:
+                 suite, seconds, counts, training, evaluations, execution: dict | None = None,
+                 track: str = "data") -> dict:
     result = {
-        "schema_version": SCHEMA_VERSION, "method": method, "method_origin": method_entry.origin,
+        "schema_version": SCHEMA_VERSION, "track": track, "method": method, "method_origin": method_entry.origin,
         "method_version": method_version, "method_params": cfg.method, "setup": setup, "regime": regime,
         "sensitive": cfg.sensitive, "profile": cfg.profile, "prompt_policy": cfg.train.prompt_policy,
         "datasets": {k: list(v) for k, v in names.items()},

@@ -87,6 +87,9 @@ class EvalConfig(_Section):
                                        description="face-recognition models of identity attacks (zoo names, dlib, "
                                        "torchscript:<path>@<size>)")
     linkage_distractors: int = Field(5000, ge=0, description="gallery images of people outside the release")
+    model_attacks: tuple[str, ...] = ("probe", "heads", "mia_model", "feature_inversion")
+    mia_references: int = Field(4, ge=0, le=256, description="reference models of mia_model (LiRA, RMIA), trained "
+                                "by the release's own recipe")
 
     @field_validator("fr_models", mode="before")
     @classmethod
@@ -101,6 +104,14 @@ class EvalConfig(_Section):
         return names
 
 
+class ModelTrackConfig(_Section):
+    """The model track's released encoder (``decobench run --track model``)."""
+
+    lr: float = Field(1e-3, gt=0, le=1, description="encoder + heads learning rate (AdamW)")
+    image_size: int = Field(32, ge=16, le=256, multiple_of=8)
+    widths: tuple[int, ...] = Field((32, 64, 128, 256), min_length=2, max_length=6)
+
+
 class RunConfig(_Section):
     profile: str
     sensitive: Literal[SENSITIVE] = "race"  # type: ignore[valid-type]
@@ -109,6 +120,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    model: ModelTrackConfig = Field(default_factory=ModelTrackConfig)
     method: dict = Field(default_factory=dict, description="the method's Params, validated by the method")
 
     def as_dict(self) -> dict:

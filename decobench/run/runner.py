@@ -86,16 +86,21 @@ def select_attacks(names, kind: str = "data"):
 def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, profile: str = "embedded",
                   base_name: str = "tiny-synthface", base_path=None, out="runs", data_root=None,
                   device: str = "auto", overrides: dict | None = None, sensitive: str | None = None,
-                  attacks: list[str] | None = None, log=print, execution: Execution = Execution()
-                  ) -> tuple[dict, Path]:
+                  attacks: list[str] | None = None, log=print, execution: Execution = Execution(),
+                  track: str = "data") -> tuple[dict, Path]:
     t_all = time.time()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     method_entry = methods.entry(method)
     setup_obj = setups.get(setup)
-    if regime not in REGIMES:
+    if track not in ("data", "model"):
+        raise ConfigError(f"unknown track {track!r}; choose data or model (the cloak track lands with the cloaks)")
+    if track not in method_entry.obj.tracks:
+        raise ConfigError(f"{method} runs on the {', '.join(method_entry.obj.tracks)} track(s), not {track}")
+    if regime not in REGIMES and not (track == "model" and regime == "model"):
         raise ConfigError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
+    regime = "model" if track == "model" else regime  # the model track releases no data: no regime
     cfg, params = resolve(profile, method_entry.obj, method, overrides, sensitive)
-    suite = select_attacks(attacks or cfg.eval.attacks)
+    suite = select_attacks(attacks or (cfg.eval.model_attacks if track == "model" else cfg.eval.attacks), track)
     if execution.gradient_checkpointing and method_entry.obj.dp_backbone:
         raise ConfigError(f"{method} trains its LoRA with DP-SGD, whose per-example gradients (torch.func) cannot "
                           f"pass through gradient checkpointing; run it without --gradient-checkpointing")
@@ -114,6 +119,9 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
     cache = StageCache(out / ".cache")
     run_dir = run_folder(out, setup, method, regime, cfg, seed)
     with file_lock(run_dir.parent / f".seed{seed}.lock"):
+        if track == "model":
+            return _run_model(method, method_entry, setup, seed, cfg, params, suite, names, dsets, split_ids, device,
+                              cache, run_dir, t_all, log)
         return _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, dsets, split_ids,
                     base_name, base_path, device, cache, run_dir, t_all, log, execution)
 
@@ -157,6 +165,32 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
     for f in ("pytorch_lora_weights.safetensors", "method_modules.safetensors", "training.json"):
         if (trained["dir"] / f).is_file():
             atomic_write_bytes(run_dir / f, (trained["dir"] / f).read_bytes())
+    atomic_write_json(run_dir / "result.json", result)
+    return result, run_dir
+
+
+def _run_model(method, method_entry, setup, seed, cfg, params, suite, names, dsets, split_ids, device, cache, run_dir,
+               t_all, log):
+    """The model track: train (or load) the released encoder, run the model-track suite, write result.json."""
+    from types import SimpleNamespace
+
+    from decobench.run.model_track import run_model_track
+
+    torch.manual_seed(seed)
+    m = cfg.model
+    cfg_model = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": m.lr})})
+    evaluations, training, counts = run_model_track(
+        method, method_entry, params, method_version(method_entry.obj), cfg_model, seed, suite, names, dsets,
+        split_ids, device, cache, m.image_size, m.widths, log)
+    seconds = counts.pop("seconds")
+    seconds["total"] = round(time.time() - t_all, 2)
+    encoder = SimpleNamespace(name=f"face-encoder{list(m.widths)}", resolution=m.image_size)
+    bkey = {"weights": "none: trained from scratch on the training split", "precision": "fp32"}
+    result = build_result(method=method, method_entry=method_entry, method_version=method_version(method_entry.obj),
+                          setup=setup, regime="model", seed=seed, cfg=cfg, names=names, dsets=dsets, base=encoder,
+                          bkey=bkey, device=device, suite=suite, seconds=seconds, counts=counts, training=training,
+                          evaluations=evaluations, track="model")
+    run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "result.json", result)
     return result, run_dir
 
