@@ -98,6 +98,11 @@ class StepContext:
         return self.labels[self.sensitive]
 
     @property
+    def source(self) -> torch.Tensor:
+        """What the released part saw of each example: the images (model track) or clean latents (data track)."""
+        return self.images if self.images is not None else self.latents
+
+    @property
     def features(self) -> torch.Tensor:
         """The pooled features of every adapted layer, concatenated: DECO-Bench's LoRA features."""
         return torch.cat(self.pooled, dim=1)
@@ -128,7 +133,7 @@ class MethodSpec:
     n_classes: dict[str, int]        # classes of every categorical label, e.g. {"race": 5, "gender": 2, ...}
     sensitive: str = "race"
     utility: tuple[str, ...] = ("age", "gender")
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)    # "source_shape": the shape of StepContext.source per example
 
     @property
     def n_sensitive(self) -> int:

@@ -73,7 +73,7 @@ def run_model_track(method, method_entry, params, version, cfg, seed, suite, nam
         return r
     ds0 = dsets[names["train"][0]]
     spec = MethodSpec([widths[-1]], stages.n_classes(ds0.records), cfg.sensitive,
-                      tuple(a for a in stages.ATTRS if a != cfg.sensitive))
+                      tuple(a for a in stages.ATTRS if a != cfg.sensitive), extra={"source_shape": (3, size, size)})
     train_splits = {n: real_split(dsets[n], split_ids(n, "train", tr.max_train_images), size) for n in names["train"]}
     val_splits = {n: real_split(dsets[n], split_ids(n, "val", tr.max_val_images), size) for n in names["train"]}
     train = ImageSet.concat([image_set(s) for s in train_splits.values()])

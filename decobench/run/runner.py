@@ -206,7 +206,8 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
     modules = dict(base.unet.named_modules())
     spec = MethodSpec([modules[t].out_channels for t in targets],
                       stages.n_classes(next(iter(dsets.values())).records), sensitive,
-                      tuple(a for a in stages.ATTRS if a != sensitive))
+                      tuple(a for a in stages.ATTRS if a != sensitive),
+                      extra={"source_shape": tuple(train_set.mean.shape[1:])})
     method_obj = method_entry.obj(spec, params)
     trainer = Trainer(base, method_obj, tr, sensitive=sensitive, device=device, seed=seed, log=log)
     counts = trainer.counts
