@@ -34,7 +34,7 @@ class AdversarialReconstruction(DecouplingMethod):
 
     def __init__(self, spec, params=None):
         super().__init__(spec, params)
-        shape = tuple(spec.extra.get("source_shape", (4, 8, 8)))  # default: the interface check's latents
+        shape = tuple(spec.extra.get("source_shape", (3, 32, 32)))  # default: a 32 px image (the model track)
         self.shape, self.scale = shape, 1.0 if len(shape) == 3 and shape[0] == 3 else 4.0
         h = self.params.hidden
         self.players["decoder"] = nn.ModuleDict({"net": nn.Sequential(

@@ -31,6 +31,7 @@ A method declares:
 * ``tracks`` — the release tracks the method runs on (``data``, ``model``, ``cloak``).
 * ``phases`` — an ordered schedule of :class:`Phase` (a fraction of the step budget each, and which
   players step in it); the default is one ``joint`` phase in which every player steps.
+* ``on_evaluate(evaluation)`` — optional: react to each evaluation on V (a loss-weight schedule).
 * ``adversary_logits(pooled)`` — optional: the trained adversary's logits for Privacy PT.
 * ``transform_first(h)`` — optional: replace the first adapted layer's output (CE+Mask's FGN); it is
   applied in training and, by a hook, at release.
@@ -184,6 +185,12 @@ class DecouplingMethod(nn.Module):
     @property
     def phases(self) -> list[Phase]:
         return [Phase("joint", 1.0, tuple(self.players))]
+
+    def on_evaluate(self, evaluation: dict) -> dict | None:
+        """Called after each evaluation on V (``val_adversary_acc``, ``progress`` = step / max_steps, ...):
+        a schedule that reacts to V (MTL-Adv-DP's β) lives here; what it returns is logged in the history.
+        State it changes must be a buffer, so checkpoint selection restores it with the weights."""
+        return None
 
     def adversary_logits(self, pooled: list[torch.Tensor]) -> torch.Tensor | None:
         """The trained adversary's logits of the sensitive attribute (Privacy PT); None: no adversary."""

@@ -12,14 +12,18 @@ import torch
 from decobench.methods.base import GENERATOR, DecouplingMethod, MethodSpec, StepContext, method_check
 
 
-def synthetic_context(spec: MethodSpec, batch: int = 12, seed: int = 0) -> StepContext:
-    """A step context with random tensors of the right shapes, every feature requiring grad."""
+def synthetic_context(spec: MethodSpec, batch: int = 12, seed: int = 0, track: str = "data") -> StepContext:
+    """A step context with random tensors of the right shapes for ``track``, every feature requiring grad."""
     g = torch.Generator().manual_seed(seed)
-    lat = torch.randn(batch, 4, 8, 8, generator=g)
     spatial = [torch.randn(batch, d, 4, 4, generator=g).requires_grad_() for d in spec.feature_dims]
     pooled = [h.mean(dim=(2, 3)) for h in spatial]
     labels = {a: torch.arange(batch) % k for a, k in spec.n_classes.items()}
     labels["identity"] = torch.arange(batch) // 2
+    if track == "model":
+        shape = tuple(spec.extra.get("source_shape", (3, 32, 32)))
+        return StepContext(spatial=spatial, pooled=pooled, labels=labels, sensitive=spec.sensitive,
+                           images=torch.rand(batch, *shape, generator=g) * 2 - 1)
+    lat = torch.randn(batch, 4, 8, 8, generator=g)
     return StepContext(latents=lat, noisy_latents=lat + 0.1, timesteps=torch.full((batch,), 100),
                        noise=torch.randn(batch, 4, 8, 8, generator=g),
                        prediction=torch.randn(batch, 4, 8, 8, generator=g).requires_grad_(), spatial=spatial,
@@ -39,7 +43,7 @@ def interface_report(cls, spec: MethodSpec) -> list[str]:
     except Exception as exc:  # report, do not crash: the researcher wants the whole list
         return [f"constructing {cls.__name__}(spec, Params()) failed: {type(exc).__name__}: {exc}"]
     problems += interface_problems(method)
-    ctx = synthetic_context(spec)
+    ctx = synthetic_context(spec, track=cls.tracks[0])
     try:
         terms = method.losses(ctx) or {}
     except Exception as exc:
@@ -62,14 +66,14 @@ def interface_report(cls, spec: MethodSpec) -> list[str]:
     if terms.get(GENERATOR) and not gen:
         problems.append("generator terms do not depend on the features or the prediction: they cannot move the LoRA")
     if gen:
-        inputs = [*ctx.spatial, ctx.prediction]
+        inputs = [*ctx.spatial, *([ctx.prediction] if ctx.prediction is not None else [])]
         grads = torch.autograd.grad(sum(gen), inputs, allow_unused=True, retain_graph=True)
         if all(g is None or not g.abs().sum() for g in grads):
             problems.append("generator terms have zero gradient with respect to the features and the prediction")
     if method.has_adversary():
         try:
             logits = method.adversary_logits(ctx.pooled)
-            if logits is None or tuple(logits.shape) != (len(ctx.latents), spec.n_sensitive):
+            if logits is None or tuple(logits.shape) != (len(ctx.labels[spec.sensitive]), spec.n_sensitive):
                 problems.append(f"adversary_logits must return [batch, {spec.n_sensitive}] logits, got "
                                 f"{None if logits is None else tuple(logits.shape)}")
         except Exception as exc:

@@ -267,6 +267,7 @@ class Trainer:
                 ev = self.evaluate(val)
                 ev.update({"step": step, "phase": phase.name, **{k: float(np.mean(v)) for k, v in step_losses.items()}})
                 step_losses = {}
+                ev.update(self.method.on_evaluate({**ev, "progress": step / cfg.max_steps}) or {})
                 history.append(ev)
                 bar.set_postfix({key: f"{ev[key]:.4f}", "probe": f"{ev['val_shadow_probe_acc']:.2f}"})
                 if step < select_from:
