@@ -101,13 +101,13 @@ def make_trainer(base, ds, batch: int, device: str, reference: bool):
         def _autocast(self):
             return contextlib.nullcontext()
 
-        def _context(self, raw, idx, g, *args, **kw):
+        def _inputs(self, raw, idx, g, *args, **kw):  # every batch (training and evaluation) starts here
             dev = self.device
             with torch.no_grad():
                 post = self.base.vae.encode(raw.images[idx].to(dev).float().div(127.5).sub(1)).latent_dist
                 text = self.base.text_encoder(raw.tokens[idx].to(dev))[0]
             lat = LatentSet(post.mean, post.std, text, {k: v[idx] for k, v in raw.labels.items()})
-            return super()._context(lat, torch.arange(len(idx)), g, *args, **kw)
+            return super()._inputs(lat, torch.arange(len(idx)), g, *args, **kw)
 
     return (ReferenceTrainer if reference else Trainer)(base, cls(spec, params), cfg.train, device=device)
 
