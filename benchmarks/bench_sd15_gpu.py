@@ -98,8 +98,9 @@ def make_trainer(base, ds, batch: int, device: str, reference: bool):
     class ReferenceTrainer(Trainer):
         """DECO-Bench's setting: fp32 throughout; the VAE encodes pixels and CLIP encodes tokens every step."""
 
-        def _autocast(self):
-            return contextlib.nullcontext()
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.backbone._autocast = contextlib.nullcontext  # fp32 throughout
 
         def _inputs(self, raw, idx, g, *args, **kw):  # every batch (training and evaluation) starts here
             dev = self.device
