@@ -105,8 +105,8 @@ def make_trainer(base, ds, batch: int, device: str, reference: bool):
         def _inputs(self, raw, idx, g, *args, **kw):  # every batch (training and evaluation) starts here
             dev = self.device
             with torch.no_grad():
-                post = self.base.vae.encode(raw.images[idx].to(dev).float().div(127.5).sub(1)).latent_dist
-                text = self.base.text_encoder(raw.tokens[idx].to(dev))[0]
+                post = self.backbone.base.vae.encode(raw.images[idx].to(dev).float().div(127.5).sub(1)).latent_dist
+                text = self.backbone.base.text_encoder(raw.tokens[idx].to(dev))[0]
             lat = LatentSet(post.mean, post.std, text, {k: v[idx] for k, v in raw.labels.items()})
             return super()._inputs(lat, torch.arange(len(idx)), g, *args, **kw)
 
