@@ -30,6 +30,15 @@ class RealSplit:
     labels: pd.DataFrame
     ids: list[str]
 
+    @staticmethod
+    def concat(splits: list["RealSplit"]) -> "RealSplit":
+        return RealSplit(np.concatenate([s.images for s in splits]),
+                         pd.concat([s.labels for s in splits], ignore_index=True), sum((s.ids for s in splits), []))
+
+    def take(self, idx) -> "RealSplit":
+        idx = np.asarray(idx, dtype=int)
+        return RealSplit(self.images[idx], self.labels.iloc[idx].reset_index(drop=True), [self.ids[i] for i in idx])
+
 
 @dataclass
 class GeneratorAccess:

@@ -40,16 +40,6 @@ from decobench.registry import attacks
 NAMES = ("model_loss", "model_lira_online", "model_lira_offline", "model_rmia")
 
 
-def _concat(splits: list[RealSplit]) -> RealSplit:
-    return RealSplit(np.concatenate([s.images for s in splits]),
-                     pd.concat([s.labels for s in splits], ignore_index=True), sum((s.ids for s in splits), []))
-
-
-def _take(split: RealSplit, idx) -> RealSplit:
-    idx = np.asarray(idx, dtype=int)
-    return RealSplit(split.images[idx], split.labels.iloc[idx].reset_index(drop=True), [split.ids[i] for i in idx])
-
-
 @torch.no_grad()
 def signals(model: ReleasedModel, split: RealSplit, tasks: list[str], mirror: bool = True
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +94,8 @@ def attack_model(target: ReleasedModel, members: RealSplit, nonmembers: RealSpli
     if n < 10:
         return AttackResult(all_not_applicable(NAMES, f"too few members/non-members ({len(members.images)}/"
                                                f"{len(nonmembers.images)}) to score"))
-    pool = _concat([_take(members, rng.permutation(len(members.images))[:n]),
-                    _take(nonmembers, rng.permutation(len(nonmembers.images))[:n])])
+    pool = RealSplit.concat([members.take(rng.permutation(len(members.images))[:n]),
+                              nonmembers.take(rng.permutation(len(nonmembers.images))[:n])])
     is_member = np.r_[np.ones(n, bool), np.zeros(n, bool)]
     t_logp, t_phi = signals(target, pool, tasks, mirror)
     metrics = mia_metrics("model_loss", t_logp[is_member], t_logp[~is_member], resamples, seed)
@@ -124,12 +114,12 @@ def attack_model(target: ReleasedModel, members: RealSplit, nonmembers: RealSpli
         metrics.update(all_not_applicable(NAMES[1:], "; ".join(reasons)))
         return AttackResult(metrics, info=info)
     keep = balanced_keep(references, 2 * n, rng)
-    padding = _take(auxiliary, np.arange(n_pad))
-    z = _take(auxiliary, np.arange(n_pad, n_pad + population))
+    padding = auxiliary.take(np.arange(n_pad))
+    z = auxiliary.take(np.arange(n_pad, n_pad + population))
     z_logp = signals(target, z, tasks, mirror)[0]
     r_logp, r_phi, rz_logp = [], [], []
     for j in range(references):
-        ref = recipe(_concat([_take(pool, np.flatnonzero(keep[j])), padding]), seed * 1000 + j + 1)
+        ref = recipe(RealSplit.concat([pool.take(np.flatnonzero(keep[j])), padding]), seed * 1000 + j + 1)
         lp, ph = signals(ref, pool, tasks, mirror)
         r_logp.append(lp)
         r_phi.append(ph)

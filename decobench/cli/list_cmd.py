@@ -35,7 +35,9 @@ def list_cmd(kind):
 
 def _tags(kind: str, obj) -> str:
     if kind == "methods":
-        dp = obj.dp_backbone or "DPParams" in {c.__name__ for c in obj.Params.__mro__}
+        from decobench.methods.base import DPParams
+
+        dp = obj.dp_backbone or issubclass(obj.Params, DPParams)  # as runner.method_version decides it
         return "[" + ",".join(obj.tracks) + "]" + (" DP" if dp else "")
     if kind == "attacks":
         return "[" + ",".join(obj.accepts) + "]"
