@@ -35,10 +35,7 @@ def list_cmd(kind):
 
 def _tags(kind: str, obj) -> str:
     if kind == "methods":
-        from decobench.methods.base import DPParams
-
-        dp = obj.dp_backbone or issubclass(obj.Params, DPParams)  # as runner.method_version decides it
-        return "[" + ",".join(obj.tracks) + "]" + (" DP" if dp else "")
+        return "[" + ",".join(obj.tracks) + "]" + (" DP" if obj.trains_privately() else "")
     if kind == "attacks":
         return "[" + ",".join(obj.accepts) + "]"
     return ""

@@ -205,8 +205,10 @@ class DecouplingMethod(nn.Module):
     def has_adversary(self) -> bool:
         return type(self).adversary_logits is not DecouplingMethod.adversary_logits
 
-    def uses_dp(self) -> bool:
-        return self.dp_backbone or any(g.dp for g in self.optimizer_groups())
+    @classmethod
+    def trains_privately(cls) -> bool:
+        """Some of its players train under DP-SGD (its Params carry the DP settings)."""
+        return cls.dp_backbone or issubclass(cls.Params, DPParams)
 
 
 def method_check(obj) -> str | None:

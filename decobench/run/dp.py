@@ -90,9 +90,12 @@ class PrivateTraining:
                 loss_reduction="mean", generator=self.noise)
         return self._clip_noise[players]
 
-    def step(self, players: tuple[str, ...], grad_samples: dict[str, list[torch.Tensor]]) -> None:
-        """One DP-SGD step of ``players`` from per-example gradients ([B, *shape] per parameter, B may be 0)."""
+    def step(self, players: tuple[str, ...], grad_samples: dict[str, list[torch.Tensor]] | None) -> None:
+        """One DP-SGD step of ``players`` from per-example gradients ([B, *shape] per parameter); None: an
+        empty batch, a noise-only step."""
         dp = self._dp(players)
+        if grad_samples is None:
+            grad_samples = {p: [q.new_zeros((0, *q.shape)) for q in self._params((p,))] for p in players}
         for p in players:
             for prm, gs in zip(self._params((p,)), grad_samples[p], strict=True):
                 prm.grad_sample = gs.detach()

@@ -63,7 +63,7 @@ class LoraBackbone:
         self.params = [p for p in base.unet.parameters() if p.requires_grad]
         if method.dp_backbone and not str(device).startswith("cuda"):
             # per-example UNet passes under vmap: torch's CPU SDPA has no batching rule (a per-example fallback
-            # loop); diffusers' math attention is vmap-native, 1.41x vs 1.56x the non-DP step
+            # loop); diffusers' math attention is vmap-native: 1.22x vs 1.32x the non-DP step
             # (benchmarks/results/dp_step_cpu.json)
             from diffusers.models.attention_processor import AttnProcessor
 

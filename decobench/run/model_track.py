@@ -116,9 +116,7 @@ def run_model_track(method, method_entry, params, version, cfg, seed, suite, nam
         return released(t.backbone)
 
     actx = AttackContext(cfg=ev, seed=seed, device=device, cache=cache, log=log)
-    members = RealSplit(np.concatenate([s.images for s in train_splits.values()]),
-                        __import__("pandas").concat([s.labels for s in train_splits.values()], ignore_index=True),
-                        sum((s.ids for s in train_splits.values()), []))
+    members = RealSplit.concat(list(train_splits.values()))
     evaluations = []
     for n in names["evaluate"]:
         ds = dsets[n]

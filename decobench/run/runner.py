@@ -61,10 +61,9 @@ def code_digest(*classes) -> str:
 
 def method_version(cls) -> str:
     """The method's declared version and the digest of the code that trains it (DP methods: the DP code too)."""
-    from decobench.methods.base import DPParams
     from decobench.run.dp import PrivateTraining
 
-    dp = (PrivateTraining,) if cls.dp_backbone or issubclass(cls.Params, DPParams) else ()
+    dp = (PrivateTraining,) if cls.trains_privately() else ()
     return f"{cls.version}:{code_digest(cls, Trainer, *dp)}"
 
 

@@ -261,8 +261,7 @@ class Trainer:
                 for k, v in flat.items():
                     step_losses.setdefault(k, []).append(v)
             elif private_now:  # an empty Poisson batch still takes its (noise-only) DP step
-                dp.step(private_now, {p: [q.new_zeros((0, *q.shape)) for grp in dp.players[p] for q in grp]
-                                      for p in private_now})
+                dp.step(private_now, None)
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 ev = self.evaluate(val)
                 ev.update({"step": step, "phase": phase.name, **{k: float(np.mean(v)) for k, v in step_losses.items()}})
@@ -355,9 +354,8 @@ class Trainer:
 
     def _generator_loss_one(self, one, step, phase):
         out = self.backbone.forward(one)
-        ctx = self._step_context(one, out, step, phase)
-        terms = self.method.losses(ctx) or {}
-        loss = self.backbone.base_loss(ctx) + sum(terms.get(GENERATOR, {}).values())
+        base, terms = self._terms(self._step_context(one, out, step, phase))
+        loss = base + sum(terms.get(GENERATOR, {}).values())
         return loss, {k: [h.detach()[0] for h in v] if isinstance(v, list) else v.detach()[0] for k, v in out.items()}
 
     def _player_grad_samples(self, player, ctx):
