@@ -89,6 +89,9 @@ class StepContext:
     noise: torch.Tensor | None = None          # the epsilon added
     prediction: torch.Tensor | None = None     # the UNet's epsilon prediction
     images: torch.Tensor | None = None         # model track: the input images, [B, 3, H, W] in [-1, 1]
+    base_losses: dict[str, torch.Tensor] | None = None  # the backbone's base loss by component (set by the
+    # trainer before ``losses``: {"mse"} on the data track, {"<utility>_ce"} on the model track), for methods
+    # that weigh it (DPLH's learned uncertainty weights); the trainer always adds the unweighted base loss
     step: int = 0
     epoch: int = 0
     phase: str = "joint"
@@ -153,6 +156,15 @@ class DecouplingMethod(nn.Module):
     tracks: tuple[str, ...] = ("data",)
     #: the trainer-owned released parameters (the LoRA adapters) train under DP-SGD (Params: DPParams)
     dp_backbone: bool = False
+    #: labels the method reads beyond the usual attributes ("landmarks", "pose": model track, SynthFaces);
+    #: the runner supplies them or stops with an error saying the dataset lacks them
+    needs: tuple[str, ...] = ()
+
+    @classmethod
+    def nonfaces(cls, params, n_faces: int) -> int:
+        """How many non-face patches to add to the training set of ``n_faces`` faces (DPLH's detection task;
+        they carry ``face`` = 0 and -1 for every other label). Default none."""
+        return 0
 
     def __init__(self, spec: MethodSpec, params: MethodParams | None = None):
         super().__init__()

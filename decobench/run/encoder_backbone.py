@@ -70,9 +70,17 @@ class EncoderBackbone:
     def head_logits(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         return {u: self.module["heads"][u](features) for u in self.utility}
 
-    def base_loss(self, ctx) -> torch.Tensor:
+    def base_loss(self, ctx) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The mean over utility heads of their cross-entropy, and each head's. Rows labelled -1 (DPLH's
+        non-face patches have no age or gender) count for nothing; the mean is over the labelled rows."""
         logits = self.head_logits(ctx.features)
-        return sum(F.cross_entropy(logits[u], ctx.labels[u]) for u in self.utility) / len(self.utility)
+        parts = {}
+        for u in self.utility:
+            y = ctx.labels[u]
+            w = (y >= 0).to(logits[u].dtype)
+            ce = F.cross_entropy(logits[u], y.clamp(min=0), reduction="none")
+            parts[f"{u}_ce"] = (ce * w).sum() / w.sum().clamp(min=1.0)
+        return sum(parts.values()) / len(parts), parts
 
     @torch.no_grad()
     def features(self, trainer, data: ImageSet, batch: int = 256) -> torch.Tensor:

@@ -61,10 +61,12 @@ class LoraBackbone:
         self.dims = self.hooks.dims
         self.module = base.unet
         self.params = [p for p in base.unet.parameters() if p.requires_grad]
-        if method.dp_backbone and not str(device).startswith("cuda"):
-            # per-example UNet passes under vmap: torch's CPU SDPA has no batching rule (a per-example fallback
-            # loop); diffusers' math attention is vmap-native: 1.22x vs 1.32x the non-DP step
-            # (benchmarks/results/dp_step_cpu.json)
+        if not str(device).startswith("cuda"):
+            # on CPU every LoRA run (training, features, the MIA's UNet queries) uses diffusers' math attention:
+            # torch's CPU SDPA has no vmap batching rule (DP's per-example passes fall back to a loop), and the
+            # math path is faster on CPU anyway: 0.40 s vs 0.52 s per non-DP step, DP 1.22x vs 1.32x the
+            # non-DP step (benchmarks/results/dp_step_cpu.json). Set here, before a cached LoRA is loaded, so
+            # a cached run and a fresh one compute the same features.
             from diffusers.models.attention_processor import AttnProcessor
 
             base.unet.set_attn_processor(AttnProcessor())
@@ -98,8 +100,10 @@ class LoraBackbone:
         return {"latents": inp["latents"], "noisy_latents": inp["noisy_latents"], "timesteps": inp["timesteps"],
                 "noise": inp["noise"], "prediction": pred.float(), "spatial": [h.float() for h in spatial]}
 
-    def base_loss(self, ctx) -> torch.Tensor:
-        return F.mse_loss(ctx.prediction, ctx.noise)
+    def base_loss(self, ctx) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The diffusion MSE, and it as the one component of the base loss."""
+        mse = F.mse_loss(ctx.prediction, ctx.noise)
+        return mse, {"mse": mse}
 
     @torch.no_grad()
     def features(self, trainer, lat: LatentSet, timestep: int, null_text: torch.Tensor | None = None,

@@ -34,6 +34,7 @@ from decobench.run import stages
 from decobench.run.cache import StageCache, file_lock
 from decobench.run.config import ConfigError, config_hash, resolve
 from decobench.run.release import build_pipeline, load_released, release, save_released
+from decobench.run.lora_backbone import LoraBackbone
 from decobench.run.train import LatentSet, Trainer
 from decobench.setups import EMBEDDED_ROLES, REAL_ROLES, REGIMES
 from decobench.splits import load_split
@@ -59,12 +60,15 @@ def code_digest(*classes) -> str:
     return config_hash({Path(f).name: sha256_file(f) for f in files})
 
 
-def method_version(cls) -> str:
-    """The method's declared version and the digest of the code that trains it (DP methods: the DP code too)."""
+def method_version(cls, track: str = "data") -> str:
+    """The method's declared version and the digest of the code that trains it: the method, the trainer, the
+    track's backbone (LoRA or face encoder), and for DP methods the DP code."""
     from decobench.run.dp import PrivateTraining
+    from decobench.run.encoder_backbone import EncoderBackbone
 
     dp = (PrivateTraining,) if cls.trains_privately() else ()
-    return f"{cls.version}:{code_digest(cls, Trainer, *dp)}"
+    backbone = EncoderBackbone if track == "model" else LoraBackbone
+    return f"{cls.version}:{code_digest(cls, Trainer, backbone, *dp)}"
 
 
 def run_folder(out: Path, setup: str, method: str, regime: str, cfg, seed: int) -> Path:
@@ -179,13 +183,13 @@ def _run_model(method, method_entry, setup, seed, cfg, params, suite, names, dse
     m = cfg.model
     cfg_model = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": m.lr})})
     evaluations, training, counts = run_model_track(
-        method, method_entry, params, method_version(method_entry.obj), cfg_model, seed, suite, names, dsets,
+        method, method_entry, params, method_version(method_entry.obj, "model"), cfg_model, seed, suite, names, dsets,
         split_ids, device, cache, m.image_size, m.widths, log)
     seconds = counts.pop("seconds")
     seconds["total"] = round(time.time() - t_all, 2)
     encoder = SimpleNamespace(name=f"face-encoder{list(m.widths)}", resolution=m.image_size)
     bkey = {"weights": "none: trained from scratch on the training split", "precision": "fp32"}
-    result = build_result(method=method, method_entry=method_entry, method_version=method_version(method_entry.obj),
+    result = build_result(method=method, method_entry=method_entry, method_version=method_version(method_entry.obj, "model"),
                           setup=setup, regime="model", seed=seed, cfg=cfg, names=names, dsets=dsets, base=encoder,
                           bkey=bkey, device=device, suite=suite, seconds=seconds, counts=counts, training=training,
                           evaluations=evaluations, track="model")

@@ -200,7 +200,7 @@ class Trainer:
         return self._forward(self._inputs(data, idx, g, training, **kw), step, phase, training)
 
     def _terms(self, ctx) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
-        base = self.backbone.base_loss(ctx)
+        base, ctx.base_losses = self.backbone.base_loss(ctx)
         terms = self.method.losses(ctx) or {}
         unknown = set(terms) - set(self.method.players)
         if unknown:
@@ -303,7 +303,10 @@ class Trainer:
         base, terms = self._terms(ctx)
         totals = {p: sum(terms.get(p, {}).values(), torch.zeros((), device=base.device)) for p in self.method.players}
         totals[GENERATOR] = totals[GENERATOR] + base
-        probe_loss = F.cross_entropy(self.probe(ctx.features.detach()), ctx.sensitive_labels)
+        known = ctx.sensitive_labels >= 0  # rows without the label (DPLH's non-face patches) train no probe
+        probe_logits = self.probe(ctx.features.detach()[known])
+        probe_loss = (F.cross_entropy(probe_logits, ctx.sensitive_labels[known]) if len(probe_logits)
+                      else probe_logits.sum())
         for p, v in [*totals.items(), ("shadow_probe", probe_loss)]:
             if not torch.isfinite(v):
                 raise NonFiniteLossError(
