@@ -66,6 +66,11 @@ class DPParams(MethodParams):
     delta: float = Field(1e-5, gt=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0, description="per-example clipping norm S, over all DP groups jointly")
     accountant: Literal["prv", "rdp"] = "prv"
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="what steps the private players on the noisy "
+                                               "gradient (post-processing: same ε); DPLH's paper uses plain SGD")
+    secure_rng: bool = Field(False, description="draw the Poisson batches and the noise from generators seeded by "
+                             "os.urandom, with Opacus's floating-point-safe noise: ε then holds without a secret "
+                             "seed, and the run is not reproducible (default: seeded, benchmark mode)")
 
     @model_validator(mode="after")
     def _one_source_of_noise(self):

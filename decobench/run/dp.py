@@ -12,6 +12,7 @@ the noise are seeded by the run's seed (same command, same result): ε then assu
 
 from __future__ import annotations
 
+import secrets
 from importlib import metadata
 
 import torch
@@ -68,13 +69,20 @@ class PrivateTraining:
         self.expected_batch_size = max(1, round(self.sample_rate * n_train))
         self.planned_steps = dp_steps
         self.noise_multiplier = solve_noise_multiplier(params, self.sample_rate, max(1, dp_steps))
-        self.noise = torch.Generator(device=device).manual_seed(10_000 + seed)  # seeded: same run, same noise
+        self.secure = params.secure_rng
+        if self.secure:  # secret seeds: ε does not rest on a seed someone could learn; not reproducible
+            self.noise = torch.Generator(device=device).manual_seed(secrets.randbits(63))
+            self.sampler = torch.Generator().manual_seed(secrets.randbits(63))
+        else:  # benchmark mode: seeded, same run, same noise (the trainer's generator draws the batches)
+            self.noise = torch.Generator(device=device).manual_seed(10_000 + seed)
+            self.sampler = None
         self.history: list[list] = []    # [z, q, steps], merged like Opacus's accountants
         self.steps = 0
         self._adam = {}
         for p, groups in players.items():
-            opt = torch.optim.AdamW([{"params": ps, "lr": r, "weight_decay": wd}
-                                     for ps, r, wd in zip(groups, lr[p], weight_decay[p], strict=True)])
+            opt_cls = torch.optim.SGD if params.optimizer == "sgd" else torch.optim.AdamW
+            opt = opt_cls([{"params": ps, "lr": r, "weight_decay": wd}
+                           for ps, r, wd in zip(groups, lr[p], weight_decay[p], strict=True)])
             w = warmup.get(p, 0)  # constant after a linear warm-up (diffusers' constant_with_warmup), as without DP
             self._adam[p] = (opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s, w=w: s / w if s < w else 1.0))
         self._clip_noise: dict[tuple[str, ...], DPOptimizer] = {}
@@ -87,7 +95,7 @@ class PrivateTraining:
             self._clip_noise[players] = DPOptimizer(
                 torch.optim.SGD(self._params(players), lr=0.0), noise_multiplier=self.noise_multiplier,
                 max_grad_norm=self.params.max_grad_norm, expected_batch_size=self.expected_batch_size,
-                loss_reduction="mean", generator=self.noise)
+                loss_reduction="mean", generator=self.noise, secure_mode=self.secure)
         return self._clip_noise[players]
 
     def step(self, players: tuple[str, ...], grad_samples: dict[str, list[torch.Tensor]] | None) -> None:
@@ -120,11 +128,14 @@ class PrivateTraining:
         (and training stopped on them), so it depends on all of them."""
         p = self.params
         private = sorted(n for ns in names.values() for n in ns)
+        randomness = ("Secure RNG: the Poisson sampling and the noise come from generators seeded by os.urandom "
+                      "(torch's generator, not a CSPRNG stream), with Opacus's floating-point-safe noise"
+                      if self.secure else "Benchmark mode: the Poisson sampling and the noise come from generators "
+                      "seeded by the run's seed, so ε holds only while that seed is secret")
         covers = (f"each training image (a person with several images is protected only as a group) against "
                   f"what the parameters of player(s) {', '.join(sorted(names))} ({len(private)} tensors) reveal; "
                   f"trained by DP-SGD on the training split. Not covered: V, which selects the checkpoint without "
-                  f"DP; the per-step training losses in the history. Benchmark mode: the Poisson sampling and the "
-                  f"noise come from generators seeded by the run's seed, so ε holds only while that seed is secret")
+                  f"DP; the per-step training losses in the history. {randomness}")
         if self.non_private:
             covers += (f"; player(s) {', '.join(self.non_private)} trained on the same data without DP and are "
                        f"not covered (a private player whose loss they feed has no end-to-end guarantee)")
@@ -135,4 +146,5 @@ class PrivateTraining:
                 "n_train": self.n_train, "sampling": "poisson", "history": self.history,
                 "selected_dp_steps": selected_dp_steps, "private_players": sorted(names),
                 "private_parameters": private, "non_private_players": self.non_private, "covers": covers,
-                "randomness": "seeded", "secure_rng": False, "opacus": metadata.version("opacus")}
+                "randomness": "os.urandom" if self.secure else "seeded", "secure_rng": self.secure,
+                "optimizer": p.optimizer, "opacus": metadata.version("opacus")}

@@ -253,7 +253,7 @@ class Trainer:
             if dp is None:  # non-private runs: a fixed-size batch drawn with replacement
                 idx = torch.randint(0, len(train), (min(cfg.batch_size, len(train)),), generator=g)
             else:  # DP-SGD: Poisson sampling with rate q, as the accountant assumes
-                idx = poisson_batch(len(train), dp.sample_rate, g)
+                idx = poisson_batch(len(train), dp.sample_rate, dp.sampler or g)
             private_now = tuple(p for p in private if p in phase.players)
             if len(idx):
                 flat = self._train_step(train, idx, g, step, phase, (step - 1) // steps_per_epoch, opts, probe_opt,
