@@ -169,7 +169,7 @@ methods = Registry("methods", "decobench.methods", check=_method_check,
                    builtin_modules=("decobench.methods.baseline", "decobench.methods.ce",
                                     "decobench.methods.ce_mask", "decobench.methods.metric",
                                     "decobench.methods.ce_dp", "decobench.methods.adv_recon",
-                                    "decobench.methods.mtl_adv_dp"))
+                                    "decobench.methods.mtl_adv_dp", "decobench.methods.dplh"))
 def _attack_check(obj):
     from decobench.attacks.base import attack_check
     return attack_check(obj)

@@ -82,3 +82,17 @@ def test_attacks_calibrate_command(capsys):
     assert main(["attacks", "calibrate", "probe", "pt"]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS") == 4 and "FAIL" not in out
+
+
+def test_sweep_runs_every_combination_and_refuses_a_key_both_set_and_swept():
+    from decobench.cli.run_cmd import sweep_grid
+    from decobench.run.config import ConfigError
+
+    grid = sweep_grid(["method.lambda2=0,1,10", "seedless=a,b"], {"method.mu2": "1"})
+    assert len(grid) == 6 and grid[0] == {"method.mu2": "1", "method.lambda2": "0", "seedless": "a"}
+    assert [g["method.lambda2"] for g in grid[::2]] == ["0", "1", "10"]
+    assert sweep_grid([], {"lr": "1"}) == [{"lr": "1"}]
+    with pytest.raises(ConfigError, match="both --set and --sweep"):
+        sweep_grid(["lr=1,2"], {"lr": "3"})
+    with pytest.raises(ConfigError, match="no values"):
+        sweep_grid(["method.lambda2="], {})

@@ -51,8 +51,11 @@ def parse_sets(values) -> dict:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="override a config value: lr=3e-4, release.num_inference_steps=30, eval.classifier.max_epochs=20, "
                    "method.adv_weight=2, resolution=128")
+@click.option("--sweep", "sweeps", multiple=True, metavar="KEY=V1,V2,...",
+              help="run once per value (several --sweep: every combination), each its own result.json; e.g. "
+                   "Xiao et al.'s Table 2: --sweep method.lambda2=0,1,2,3,4,5,10")
 def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_name, base_path, data_root, out, device,
-        prompt_policy, compile_unet, gradient_checkpointing, sets):
+        prompt_policy, compile_unet, gradient_checkpointing, sets, sweeps):
     """Train a decoupling method, release a synthetic split, run the attack suite, write result.json.
 
     \b
@@ -62,6 +65,7 @@ def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_na
       decobench run --method ce --setup B --regime V+G --set method.adv_weight=2
       decobench run --method ce --setup A --sensitive gender --attacks cls,probe
       decobench run --method ce_dp --setup A --track model
+      decobench run --method adv_recon --setup A --track model --set method.mu2=1 --sweep method.lambda2=0,1,2,3,4,5,10
       decobench run --method ce --setup A --base sd15 --base-path ~/sd15 --data-root ~/data --profile paper
     """
     import torch
@@ -74,8 +78,26 @@ def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_na
     if prompt_policy:
         overrides["train.prompt_policy"] = prompt_policy
     suite = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
-    result, run_dir = run_benchmark(method, setup, regime, seed, profile, base_name, base_path, out, data_root,
-                                    device, overrides, sensitive=sensitive, attacks=suite, log=click.echo,
-                                    execution=Execution(compile_unet, gradient_checkpointing), track=track)
-    click.echo(summary_table(result))
-    click.echo(f"wrote {run_dir / 'result.json'}")
+    grid = sweep_grid(sweeps, overrides)
+    for k, point in enumerate(grid):
+        if len(grid) > 1:
+            click.echo(f"== sweep {k + 1}/{len(grid)}: " + ", ".join(f"{a}={point[a]}" for a in parse_sets(sweeps)))
+        result, run_dir = run_benchmark(method, setup, regime, seed, profile, base_name, base_path, out, data_root,
+                                        device, point, sensitive=sensitive, attacks=suite, log=click.echo,
+                                        execution=Execution(compile_unet, gradient_checkpointing), track=track)
+        click.echo(summary_table(result))
+        click.echo(f"wrote {run_dir / 'result.json'}")
+
+
+def sweep_grid(sweeps, overrides: dict) -> list[dict]:
+    """``KEY=V1,V2`` sweeps -> one override dict per combination (the --set values kept; a key both set and
+    swept is an error)."""
+    grid = [dict(overrides)]
+    for key, raw in parse_sets(sweeps).items():
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not values:
+            raise ConfigError(f"--sweep {key}= has no values; give them comma-separated, e.g. {key}=0,1,2")
+        if key in overrides:
+            raise ConfigError(f"{key} is both --set and --sweep; keep one")
+        grid = [{**g, key: v} for g in grid for v in values]
+    return grid

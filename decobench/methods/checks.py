@@ -19,15 +19,19 @@ def synthetic_context(spec: MethodSpec, batch: int = 12, seed: int = 0, track: s
     pooled = [h.mean(dim=(2, 3)) for h in spatial]
     labels = {a: torch.arange(batch) % k for a, k in spec.n_classes.items()}
     labels["identity"] = torch.arange(batch) // 2
-    if track == "model":
+    if track == "model":  # and what the model track supplies to methods that need it (DPLH)
         shape = tuple(spec.extra.get("source_shape", (3, 32, 32)))
+        labels.update(face=(torch.arange(batch) % 4 != 3).long(), landmarks=torch.rand(batch, 10, generator=g) * 2 - 1,
+                      pose=torch.rand(batch, 3, generator=g) - 0.5)
+        base = {f"{u}_ce": (torch.rand((), generator=g) + 1).requires_grad_() for u in spec.utility}
         return StepContext(spatial=spatial, pooled=pooled, labels=labels, sensitive=spec.sensitive,
-                           images=torch.rand(batch, *shape, generator=g) * 2 - 1)
+                           images=torch.rand(batch, *shape, generator=g) * 2 - 1, base_losses=base)
     lat = torch.randn(batch, 4, 8, 8, generator=g)
     return StepContext(latents=lat, noisy_latents=lat + 0.1, timesteps=torch.full((batch,), 100),
                        noise=torch.randn(batch, 4, 8, 8, generator=g),
                        prediction=torch.randn(batch, 4, 8, 8, generator=g).requires_grad_(), spatial=spatial,
-                       pooled=pooled, labels=labels, sensitive=spec.sensitive)
+                       pooled=pooled, labels=labels, sensitive=spec.sensitive,
+                       base_losses={"mse": (torch.rand((), generator=g) + 1).requires_grad_()})
 
 
 def interface_report(cls, spec: MethodSpec) -> list[str]:

@@ -4,6 +4,7 @@ from pydantic import Field
 from torch import nn
 
 from decobench.methods.base import DecouplingMethod, DPParams, OptimGroup, Phase
+from decobench.models.perceptual import perceptual_loss
 from decobench.registry import methods
 
 
@@ -17,6 +18,10 @@ class MTLAdvDPParams(DPParams):
                              "(the paper does not give the increment)")
     priv_acc_threshold: float = Field(0.6, ge=0, le=1, description="raise beta while the adversary's V accuracy >= this")
     pretrain_fraction: float = Field(0.5, gt=0, lt=1, description="share of steps for the three pretraining phases")
+    perceptual_weight: float = Field(1.0, ge=0, le=100, description="weight of the perceptual term in R_Loss = "
+                                     "MSE + w * perceptual (the paper gives none: 1 : 1)")
+    perceptual: str = Field("synthface-perceptual-v1", description="the perceptual network: synthface-perceptual-v1 "
+                            "(shipped) or torchscript:<path>")
     hidden: int = Field(256, ge=8, le=4096)
 
 
@@ -30,10 +35,10 @@ class MTLAdvDP(DecouplingMethod):
     alpha*B - beta*Adv + gamma*R divided by alpha (same minimiser; the learning rate absorbs alpha). The
     adversary D (an MLP on the features, the sensitive attribute as a multi-class label) trains under DP-SGD;
     its ε covers D alone, conditional on the non-private encoder (the record says so): the release has no DP
-    guarantee. The restorer R decodes the image from the features (pixel MSE; the perceptual term lands with
-    the in-house perceptual network). Phases: business pretraining (the encoder), privacy pretraining (D),
-    restoration pretraining (R), then all players on the same forward pass (the paper updates them in
-    sequence). beta = beta_start, beta_half from half-time, then + beta_step per evaluation while D's V
+    guarantee. The restorer R decodes the image from the features: R_Loss = MSE + perceptual_weight *
+    perceptual (:mod:`decobench.models.perceptual`, the in-house network). Phases: business pretraining
+    (the encoder), privacy pretraining (D), restoration pretraining (R), then all players on the same forward
+    pass (the paper updates them in sequence). beta = beta_start, beta_half from half-time, then + beta_step per evaluation while D's V
     accuracy >= priv_acc_threshold, up to beta_max (a buffer: selection restores it with the weights).
     """
 
@@ -49,6 +54,8 @@ class MTLAdvDP(DecouplingMethod):
         self.players["restorer"] = nn.ModuleDict({"net": nn.Sequential(
             nn.Linear(d, 2 * h), nn.ReLU(), nn.Linear(2 * h, int(torch.tensor(shape).prod())))})
         self.register_buffer("beta", torch.tensor(self.params.beta_start))
+        # a frozen network outside every player (a tuple: not a registered submodule)
+        self._perceptual = (perceptual_loss(self.params.perceptual),) if self.params.perceptual_weight else ()
 
     def optimizer_groups(self):
         return [OptimGroup("adversary", list(self.adversary.parameters()), dp=True, name="privacy_classifier"),
@@ -70,7 +77,13 @@ class MTLAdvDP(DecouplingMethod):
     def losses(self, ctx):
         p = self.params
         adv = F.cross_entropy(self.adversary_logits(ctx.pooled), ctx.sensitive_labels)
-        rec = F.mse_loss(self.restore(ctx.features), ctx.source)
+        out = self.restore(ctx.features)
+        rec = F.mse_loss(out, ctx.source)
+        # Under torch.func (the private adversary's per-example gradients) only the adversary's terms are read;
+        # the frozen perceptual network's convolutions trip a functorch INTERNAL ASSERT ("escaped?") there
+        # (torch 2.14), so the restorer's perceptual term is left out of that pass only.
+        if self._perceptual and not torch._C._functorch.is_functorch_wrapped_tensor(out):
+            rec = rec + p.perceptual_weight * self._perceptual[0].to(out.device)(out, ctx.source)
         return {"generator": {"neg_privacy_ce": -(self.beta / p.alpha) * adv, "restoration": (p.gamma / p.alpha) * rec},
                 "adversary": {"privacy_ce": adv}, "restorer": {"restoration": rec}}
 

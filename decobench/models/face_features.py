@@ -78,6 +78,32 @@ def embed(net: FaceFeatureNet, images: np.ndarray, batch: int = 512) -> torch.Te
     return torch.cat(out) if out else torch.empty(0, net.dim, dtype=torch.float64)
 
 
+def fit_net(net: nn.Module, x: torch.Tensor, loss_fn, epochs: int, batch: int, seed: int, t0: float) -> list[float]:
+    """AdamW 2e-3 with a one-cycle schedule and random horizontal flips; ``loss_fn(outputs, batch_index, flip)``
+    (``flip``: which examples of the batch were mirrored, for targets that change with it). Returns the
+    per-step losses."""
+    n = len(x)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    steps = epochs * (n // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    net.train()
+    losses = []
+    for epoch in range(epochs):
+        print(f"epoch {epoch + 1}/{epochs}, {time.time() - t0:.0f} s", flush=True)
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n - batch + 1, batch):
+            b = perm[i:i + batch]
+            flip = torch.rand(len(b), 1, 1, 1, generator=g) < 0.5
+            loss = loss_fn(net(torch.where(flip, x[b].flip(-1), x[b])), b, flip.view(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+    return losses
+
+
 def train(out: Path = DIR, n_images: int = 20000, epochs: int = 5, seed: int = 0, batch: int = 128) -> dict:
     """Train on synthfaces-pretrain and write ``model.safetensors`` + ``manifest.json`` (atomically)."""
     from safetensors.torch import save_file
@@ -94,25 +120,8 @@ def train(out: Path = DIR, n_images: int = 20000, epochs: int = 5, seed: int = 0
     labels = pop.labels.iloc[idx]
     ys = {k: torch.tensor(labels[k].to_numpy(), dtype=torch.long) for k in HEADS}
     net = FaceFeatureNet()
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    steps = epochs * (n // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    g = torch.Generator().manual_seed(seed)
-    net.train()
-    losses = []
-    for epoch in range(epochs):
-        print(f"epoch {epoch + 1}/{epochs}, {time.time() - t0:.0f} s", flush=True)
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n - batch + 1, batch):
-            b = perm[i:i + batch]
-            xb = torch.where(torch.rand(len(b), 1, 1, 1, generator=g) < 0.5, x[b].flip(-1), x[b])
-            out_ = net(xb)
-            loss = sum(F.cross_entropy(out_[k], ys[k][b]) for k in HEADS)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+    losses = fit_net(net, x, lambda out_, b, _: sum(F.cross_entropy(out_[k], ys[k][b]) for k in HEADS), epochs, batch,
+                     seed, t0)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".model.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))

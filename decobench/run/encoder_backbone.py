@@ -38,6 +38,25 @@ class ImageSet:
         return ImageSet(torch.cat([s.images for s in sets]), {k: torch.cat([s.labels[k] for s in sets]) for k in keys})
 
 
+_MIRROR = [2, 3, 0, 1, 4, 5, 8, 9, 6, 7]  # (x, y) of eye, eye, nose, mouth corner, mouth corner: swap the pairs
+
+
+def flip_labels(labels: dict[str, torch.Tensor], flip: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Labels of horizontally flipped images: landmarks ([N, 10] in [-1, 1], x then y per point) mirror in x
+    with left and right swapped; yaw and roll change sign (``pose`` = yaw, pitch, roll; ``yaw_deg``...)."""
+    out = dict(labels)
+    if "landmarks" in labels:
+        lm = labels["landmarks"][:, _MIRROR] * torch.tensor([-1.0, 1.0] * 5, device=flip.device)
+        out["landmarks"] = torch.where(flip[:, None], lm, labels["landmarks"])
+    if "pose" in labels:
+        out["pose"] = torch.where(flip[:, None], labels["pose"] * torch.tensor([-1.0, 1.0, -1.0], device=flip.device),
+                                  labels["pose"])
+    for k in ("yaw_deg", "roll_deg"):
+        if k in labels:
+            out[k] = torch.where(flip, -labels[k], labels[k])
+    return out
+
+
 class EncoderBackbone:
     name = "encoder"
     base_loss_name = "utility_ce"
@@ -58,10 +77,12 @@ class EncoderBackbone:
 
     def inputs(self, data: ImageSet, idx, g, training=True) -> dict:
         x = to_input(data.images[idx]).to(self.device)
-        if training:  # random horizontal flips, drawn from the trainer's generator
+        labels = {k: v[idx].to(self.device) for k, v in data.labels.items()}
+        if training:  # random horizontal flips, drawn from the trainer's generator (geometric labels follow)
             flip = (torch.rand(len(idx), generator=g) < 0.5).to(self.device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        return {"images": x, "labels": {k: v[idx].to(self.device) for k, v in data.labels.items()}}
+            labels = flip_labels(labels, flip)
+        return {"images": x, "labels": labels}
 
     def forward(self, inp: dict) -> dict:
         maps, _ = self.module["encoder"](inp["images"])
@@ -72,14 +93,15 @@ class EncoderBackbone:
 
     def base_loss(self, ctx) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The mean over utility heads of their cross-entropy, and each head's. Rows labelled -1 (DPLH's
-        non-face patches have no age or gender) count for nothing; the mean is over the labelled rows."""
+        non-face patches have no age or gender) contribute 0 and still count in the batch mean (DPLH's
+        per-example losses carry the face label as a factor: the batch loss is their mean, as DP-SGD needs)."""
         logits = self.head_logits(ctx.features)
         parts = {}
         for u in self.utility:
             y = ctx.labels[u]
             w = (y >= 0).to(logits[u].dtype)
             ce = F.cross_entropy(logits[u], y.clamp(min=0), reduction="none")
-            parts[f"{u}_ce"] = (ce * w).sum() / w.sum().clamp(min=1.0)
+            parts[f"{u}_ce"] = (ce * w).mean()
         return sum(parts.values()) / len(parts), parts
 
     @torch.no_grad()

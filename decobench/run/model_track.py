@@ -23,13 +23,64 @@ from decobench.io import atomic_write_json
 from decobench.methods.base import MethodSpec
 from decobench.models.encoder import to_input
 from decobench.run import stages
-from decobench.run.config import config_hash
+from decobench.run.config import ConfigError, config_hash
 from decobench.run.encoder_backbone import EncoderBackbone, ImageSet
 from decobench.run.train import Trainer
 
 
 def image_set(split: RealSplit) -> ImageSet:
     return ImageSet(torch.from_numpy(np.ascontiguousarray(split.images)), stages.labels_of(split.labels))
+
+
+def _extras(method_cls, dsets: dict, split: RealSplit, size: int, aux_n: int | None) -> dict[str, torch.Tensor]:
+    """The labels a method ``needs`` beyond the attributes (SynthFaces has them): ``landmarks`` [N, 10] in [-1, 1]
+    of the image (x, y per point), ``pose`` [N, 3] yaw, pitch, roll in radians; ``face`` = 1."""
+    out = {"face": torch.ones(len(split.ids), dtype=torch.long)}
+    if "landmarks" in method_cls.needs:
+        pts = np.zeros((len(split.ids), 5, 2), np.float32)
+        for name, ds in dsets.items():
+            rows = [k for k, i in enumerate(split.ids) if i.split("/", 1)[0] in (ds.name, f"{ds.name}-aux")]
+            if rows and not hasattr(ds, "landmarks"):
+                raise ConfigError(f"method {method_cls.__name__} needs 5-point landmarks; dataset {name} has none "
+                                  f"(the SynthFaces datasets ship them; a real dataset's loader must provide "
+                                  f"landmarks(image_ids, size))")
+            if rows:
+                pts[rows] = ds.landmarks([split.ids[k] for k in rows], size, aux_n)
+        out["landmarks"] = torch.from_numpy((pts + 0.5) / size * 2 - 1).reshape(len(pts), 10)
+    if "pose" in method_cls.needs:
+        cols = ["yaw_deg", "pitch_deg", "roll_deg"]
+        if not set(cols) <= set(split.labels.columns):
+            raise ConfigError(f"method {method_cls.__name__} needs head pose labels ({', '.join(cols)}); the "
+                              f"dataset has none (the SynthFaces datasets do)")
+        out["pose"] = torch.from_numpy(np.deg2rad(split.labels[cols].to_numpy(np.float32)))
+    return out
+
+
+def _blank(v: torch.Tensor, n: int) -> torch.Tensor:
+    """Labels of ``n`` non-face patches: -1 (categorical: no age, gender...) or 0 (continuous, masked)."""
+    shape = (n, *v.shape[1:])
+    return torch.zeros(shape, dtype=v.dtype) if v.is_floating_point() else torch.full(shape, -1, dtype=v.dtype)
+
+
+def training_set(method_cls, params, dsets: dict, split: RealSplit, size: int, seed: int,
+                 aux_n: int | None = None) -> ImageSet:
+    """A split's images and labels as the method trains on them: with the labels it ``needs`` and, for a
+    detection task, ``method_cls.nonfaces(...)`` non-face patches (``face`` 0, -1 or 0 for every other label)."""
+    data = image_set(split)
+    n_neg = method_cls.nonfaces(params, len(data))
+    if not method_cls.needs and not n_neg:
+        return data
+    data.labels.update(_extras(method_cls, dsets, split, size, aux_n))
+    if not n_neg:
+        return data
+    ds = next((d for d in dsets.values() if hasattr(d, "nonface_patches")), None)
+    if ds is None:
+        raise ConfigError(f"method {method_cls.__name__} needs non-face patches; none of the datasets "
+                          f"({', '.join(dsets)}) can make them (the SynthFaces datasets can)")
+    neg = ImageSet(torch.from_numpy(ds.nonface_patches(n_neg, seed, size)),
+                   {k: _blank(v, n_neg) for k, v in data.labels.items()})
+    neg.labels["face"].zero_()
+    return ImageSet.concat([data, neg])
 
 
 def real_split(ds, ids: list[str], size: int) -> RealSplit:
@@ -76,8 +127,13 @@ def run_model_track(method, method_entry, params, version, cfg, seed, suite, nam
                       tuple(a for a in stages.ATTRS if a != cfg.sensitive), extra={"source_shape": (3, size, size)})
     train_splits = {n: real_split(dsets[n], split_ids(n, "train", tr.max_train_images), size) for n in names["train"]}
     val_splits = {n: real_split(dsets[n], split_ids(n, "val", tr.max_val_images), size) for n in names["train"]}
-    train = ImageSet.concat([image_set(s) for s in train_splits.values()])
-    val = ImageSet.concat([image_set(s) for s in val_splits.values()])
+    members = RealSplit.concat(list(train_splits.values()))
+    aux_n = max(len(members.ids), ev.mia_samples) + ev.inversion_aux_images + 1000  # the attacker's population
+
+    def data_of(split, nonface_seed):
+        return training_set(method_entry.obj, params, dsets, split, size, nonface_seed, aux_n)
+    train = ImageSet.concat([data_of(s, 1_000 + 10 * seed + k) for k, s in enumerate(train_splits.values())])
+    val = ImageSet.concat([data_of(s, 2_000 + 10 * seed + k) for k, s in enumerate(val_splits.values())])
     inputs = {"track": "model", "method": method, "method_version": version, "params": cfg.method, "seed": seed,
               "train": cfg.as_dict()["train"], "sensitive": cfg.sensitive, "size": size, "widths": list(widths),
               "fingerprints": {n: dsets[n].fingerprint() for n in names["train"]},
@@ -111,19 +167,18 @@ def run_model_track(method, method_entry, params, version, cfg, seed, suite, nam
     val_set = val
 
     def recipe(split: RealSplit, ref_seed: int) -> ReleasedModel:  # a reference model: the same recipe, other data
-        t, _ = train_encoder(method_entry.obj, params, spec, cfg, image_set(split), val_set, device, ref_seed,
-                             lambda *a: None, widths)
+        t, _ = train_encoder(method_entry.obj, params, spec, cfg, data_of(split, 3_000 + ref_seed), val_set, device,
+                             ref_seed, lambda *a: None, widths)
         return released(t.backbone)
 
     actx = AttackContext(cfg=ev, seed=seed, device=device, cache=cache, log=log)
-    members = RealSplit.concat(list(train_splits.values()))
     evaluations = []
     for n in names["evaluate"]:
         ds = dsets[n]
         test = real_split(ds, split_ids(n, "test", ev.max_test_images), size)
         aux = None
         if hasattr(ds, "auxiliary"):
-            images, labels = ds.auxiliary(max(len(members.ids), ev.mia_samples) + ev.inversion_aux_images + 1000, size)
+            images, labels = ds.auxiliary(aux_n, size)
             aux = RealSplit(images, labels.reset_index(drop=True), list(labels["image_id"]))
         release = ModelRelease(
             dataset=n, sensitive=cfg.sensitive, utility=spec.utility, n_classes=spec.n_classes, model=model,
@@ -139,5 +194,10 @@ def run_model_track(method, method_entry, params, version, cfg, seed, suite, nam
             for k, v in res.reference.items():
                 evaluation["reference"].setdefault(k, {}).update(v)
             evaluation["attack_info"][entry.name] = res.info
+        if hasattr(trainer.method, "task_metrics"):  # a method's own released task heads (DPLH) on Test
+            tdata = training_set(method_entry.obj, params, {n: ds}, test, size, 4_000 + seed, aux_n)
+            feats = model.encode(tdata.images.numpy())
+            evaluation["metrics"].update(timed("task_metrics", lambda: trainer.method.task_metrics(
+                feats, tdata.labels, ev.bootstrap, seed)))
         evaluations.append(evaluation)
     return evaluations, training, {**trainer.counts, "seconds": seconds}

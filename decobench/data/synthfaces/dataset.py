@@ -44,16 +44,37 @@ class SynthFaces(FaceDataset):
         """Images and 5-point landmarks [N, 5, 2] (pixels) by row index."""
         return render_faces(self.population, indices, size)
 
-    def auxiliary(self, n: int, size: int = 64):
-        """An attacker's own population: the same domain drawn with another seed (no identity of any
-        split): its first ``n`` images (15 per identity) with their labels."""
+    def _auxiliary(self, n: int) -> Population:
         from dataclasses import replace
 
         per = self.config.images_per_identity
         cfg = replace(self.config, name=f"{self.domain}-aux", seed=self.config.seed + 1_000_003,
                       n_identities=max(1, -(-n // per)))
-        pop = _auxiliary_population(cfg)
+        return _auxiliary_population(cfg)
+
+    def auxiliary(self, n: int, size: int = 64):
+        """An attacker's own population: the same domain drawn with another seed (no identity of any
+        split): its first ``n`` images (15 per identity) with their labels."""
+        pop = self._auxiliary(n)
         return render_faces(pop, np.arange(n), size, supersample=max(1, 64 // size))[0], pop.labels.iloc[:n]
+
+    def landmarks(self, image_ids, size: int = 64, auxiliary_n: int | None = None) -> np.ndarray:
+        """5-point landmarks [N, 5, 2] in pixels of the ``size`` image ``load_images`` gives (eyes, nose tip,
+        mouth corners), for this domain's images and for those of ``auxiliary(auxiliary_n)``."""
+        ids = list(image_ids)
+        aux = [i.startswith(f"{self.domain}-aux/") for i in ids]
+        out = np.zeros((len(ids), 5, 2), np.float32)
+        ss = max(1, 64 // size)
+        own = [k for k, a in enumerate(aux) if not a]
+        if own:
+            out[own] = render_faces(self.population, self.index_of([ids[k] for k in own]), size, supersample=ss)[1]
+        other = [k for k, a in enumerate(aux) if a]
+        if other:
+            if auxiliary_n is None:
+                raise ValueError("landmarks of auxiliary images need the auxiliary_n their auxiliary() call used")
+            rows = np.array([int(ids[k].rsplit("/", 1)[1]) for k in other])
+            out[other] = render_faces(self._auxiliary(auxiliary_n), rows, size, supersample=ss)[1]
+        return out
 
     def nonface_patches(self, n: int, seed: int = 0, size: int = 64) -> np.ndarray:
         """Non-face patches (same colour/texture statistics, no facial layout) for detection tasks."""
