@@ -96,3 +96,16 @@ def test_sweep_runs_every_combination_and_refuses_a_key_both_set_and_swept():
         sweep_grid(["lr=1,2"], {"lr": "3"})
     with pytest.raises(ConfigError, match="no values"):
         sweep_grid(["method.lambda2="], {})
+    with pytest.raises(ConfigError, match="given twice"):
+        sweep_grid(["method.lambda2=1", "method.lambda2=2"], {})
+    with pytest.raises(ConfigError, match="--sweep expects KEY=VALUE"):
+        sweep_grid(["lambda2"], {})
+
+
+def test_a_bad_sweep_value_fails_before_anything_runs(tmp_path, capsys):
+    assert main(["run", "--method", "adv_recon", "--setup", "A", "--track", "model", "--out", str(tmp_path),
+                 "--sweep", "method.lambda2=0,-1"]) == 2
+    assert "lambda2" in capsys.readouterr().err and not any(tmp_path.iterdir())
+    assert main(["run", "--method", "adv_recon", "--setup", "A", "--track", "model", "--out", str(tmp_path),
+                 "--set", "lr=1e-4"]) == 2
+    assert "model.lr" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def test_there_are_committed_results_for_three_seeds():
 def test_each_result_matches_the_code_at_head(r):
     assert not r["decobench_commit"].endswith("-dirty") and r["decobench_commit"] != "unknown"
     cls = methods.get(r["method"])
-    assert r["method_version"] == method_version(cls), "method, trainer or DP code changed"
+    assert r["method_version"] == method_version(cls, r.get("track", "data")), "method, trainer or DP code changed"
     for name, a in r["attacks"].items():
         assert attacks.get(name).version == a["version"], f"attack {name} changed version"
     if "dp" in r:  # the ε a DP row shows is what Opacus's accountant computes from the recorded history

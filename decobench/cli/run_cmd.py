@@ -9,13 +9,15 @@ from decobench.run.config import PROFILES, SENSITIVE, ConfigError
 from decobench.setups import REGIMES
 
 
-def parse_sets(values) -> dict:
+def parse_sets(values, option: str = "--set") -> dict:
     """``KEY=VALUE`` strings -> {key: raw string}; the typed config parses and range-checks the values."""
     out = {}
     for v in values:
         k, sep, raw = v.partition("=")
         if not sep or not k.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got {v!r}")
+            raise ConfigError(f"{option} expects KEY=VALUE, got {v!r}")
+        if k.strip() in out and option == "--sweep":
+            raise ConfigError(f"--sweep {k.strip()} is given twice; put every value in one --sweep")
         out[k.strip()] = raw.strip()
     return out
 
@@ -79,9 +81,15 @@ def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_na
         overrides["train.prompt_policy"] = prompt_policy
     suite = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     grid = sweep_grid(sweeps, overrides)
+    if len(grid) > 1:  # every point's settings are checked before the first one runs
+        from decobench.registry import methods as method_registry
+        from decobench.run.config import resolve
+
+        for point in grid:
+            resolve(profile, method_registry.get(method), method, point, sensitive)
     for k, point in enumerate(grid):
         if len(grid) > 1:
-            click.echo(f"== sweep {k + 1}/{len(grid)}: " + ", ".join(f"{a}={point[a]}" for a in parse_sets(sweeps)))
+            click.echo(f"== sweep {k + 1}/{len(grid)}: " + ", ".join(f"{a}={point[a]}" for a in parse_sets(sweeps, "--sweep")))
         result, run_dir = run_benchmark(method, setup, regime, seed, profile, base_name, base_path, out, data_root,
                                         device, point, sensitive=sensitive, attacks=suite, log=click.echo,
                                         execution=Execution(compile_unet, gradient_checkpointing), track=track)
@@ -93,7 +101,7 @@ def sweep_grid(sweeps, overrides: dict) -> list[dict]:
     """``KEY=V1,V2`` sweeps -> one override dict per combination (the --set values kept; a key both set and
     swept is an error)."""
     grid = [dict(overrides)]
-    for key, raw in parse_sets(sweeps).items():
+    for key, raw in parse_sets(sweeps, "--sweep").items():
         values = [v.strip() for v in raw.split(",") if v.strip()]
         if not values:
             raise ConfigError(f"--sweep {key}= has no values; give them comma-separated, e.g. {key}=0,1,2")

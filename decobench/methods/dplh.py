@@ -15,7 +15,8 @@ components (age CE, gender CE) are weighted the same way: the method's generator
 DP: ``dp_backbone`` — the encoder, the utility heads, DPLH's heads and the s_i all train under DP-SGD with
 Poisson sampling over faces and non-face patches together (N counts both). The paper's budgets are total
 ε 0.7, 5, 10 at δ 1e-5 (``--set method.target_epsilon=…``; the paper's "per epoch" cannot be meant
-literally, see README), S = 0.5, plain SGD (``method.optimizer=sgd``; AdamW by default here: the same ε).
+literally, see README), S = 0.5, plain SGD at 1.5e-4 (``--set method.optimizer=sgd --set model.lr=1.5e-4``;
+AdamW at the model track's rate by default here: the same ε).
 No non-private pretraining on the private data (the paper initialises from a detector trained on the same
 regions, which would void the guarantee).
 """
@@ -43,7 +44,8 @@ class DPLHParams(DPParams):
     faces_per_nonface: float = Field(3.0, gt=0, le=100, description="training faces per non-face patch (the paper "
                                      "gives no ratio)")
     weighting: Literal["uncertainty", "equal"] = Field("uncertainty", description="uncertainty: learned s_i = log "
-                                                       "sigma_i^2 (paper eq. 7); equal: every task weight 1")
+                                                       "sigma_i^2 (paper eq. 7); equal: detection, landmarks and "
+                                                       "pose weight 1 beside the trainer's mean utility CE")
     hidden: int = Field(128, ge=8, le=4096, description="width of each task head's hidden layer")
 
 
@@ -107,17 +109,19 @@ class DPLH(DecouplingMethod):
         [-1, 1] image) and pose MAE in degrees on the faces, each with a bootstrap CI; the regression
         metrics carry the error of predicting Test's mean (a model that ignores the image) in their note."""
         heads = self.generator["heads"]
-        face = labels["face"].numpy().astype(bool)
-        det = (heads["detection"](features)[:, 0] > 0).long().numpy()
+        features = features.to(next(heads.parameters()).device)
+        labels = {k: v.to(features.device) for k, v in labels.items()}
+        face = labels["face"].cpu().numpy().astype(bool)
+        det = (heads["detection"](features)[:, 0] > 0).long().cpu().numpy()
         out = {"dplh_detection": accuracy_metric(face.astype(np.int64), det, 2, HIGHER, resamples, seed,
                                                  note="face vs non-face patch: Test faces and held-out patches")}
-        f = torch.as_tensor(face)
+        f = torch.as_tensor(face, device=features.device)
         for name, pred, y, scale, unit in (
                 ("dplh_landmarks_mse", heads["landmarks"](features[f]), labels["landmarks"][f], 1.0, "[-1, 1] units²"),
                 ("dplh_pose_mae_deg", heads["pose"](features[f]), labels["pose"][f], 180 / math.pi, "degrees")):
             err = ((pred - y) ** 2).mean(1) if name.endswith("mse") else (pred - y).abs().mean(1) * scale
             const = ((y - y.mean(0)) ** 2).mean(1) if name.endswith("mse") else (y - y.median(0).values).abs().mean(1) * scale
-            e = err.numpy().astype(np.float64)
+            e = err.cpu().numpy().astype(np.float64)
             out[name] = {"value": float(e.mean()), "direction": LOWER, "chance": None, "n": int(len(e)),
                          "ci": bootstrap_ci(lambda i: e[i].mean(), len(e), resamples, seed),
                          "note": f"{unit}; predicting Test's mean/median: {float(const.mean()):.4f}"}

@@ -104,35 +104,45 @@ def fit_net(net: nn.Module, x: torch.Tensor, loss_fn, epochs: int, batch: int, s
     return losses
 
 
-def train(out: Path = DIR, n_images: int = 20000, epochs: int = 5, seed: int = 0, batch: int = 128) -> dict:
-    """Train on synthfaces-pretrain and write ``model.safetensors`` + ``manifest.json`` (atomically)."""
-    from safetensors.torch import save_file
-
+def pretrain_images(n_images: int, seed: int):
+    """``n_images`` random faces of the disjoint synthfaces-pretrain population: (inputs [N, 3, 32, 32], labels)."""
     from decobench.data.synthfaces import DOMAINS, build_population, render_faces
-    from decobench.io import atomic_write_json, sha256_file
 
-    t0 = time.time()
     torch.manual_seed(seed)
     pop = build_population(DOMAINS["synthfaces-pretrain"])
-    n = min(n_images, len(pop))
-    idx = np.random.default_rng(seed).permutation(len(pop))[:n]
-    x = to_input(render_faces(pop, idx, IMAGE_SIZE, supersample=2)[0])
-    labels = pop.labels.iloc[idx]
-    ys = {k: torch.tensor(labels[k].to_numpy(), dtype=torch.long) for k in HEADS}
-    net = FaceFeatureNet()
-    losses = fit_net(net, x, lambda out_, b, _: sum(F.cross_entropy(out_[k], ys[k][b]) for k in HEADS), epochs, batch,
-                     seed, t0)
+    idx = np.random.default_rng(seed).permutation(len(pop))[:min(n_images, len(pop))]
+    return to_input(render_faces(pop, idx, IMAGE_SIZE, supersample=2)[0]), pop.labels.iloc[idx]
+
+
+def save_net(out: Path, net: nn.Module, manifest: dict, losses: list[float], t0: float) -> dict:
+    """Write ``model.safetensors`` and ``manifest.json`` (atomically), the manifest completed with the final
+    loss, the wall time and the weights' sha256."""
+    from safetensors.torch import save_file
+
+    from decobench.io import atomic_write_json, sha256_file
+
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".model.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     tmp.replace(out / "model.safetensors")
-    manifest = {"name": NAME, "command": "python -m decobench.models.face_features",
-                "population": "synthfaces-pretrain (no identity of any split)", "images": n, "epochs": epochs,
-                "batch": batch, "seed": seed, "optimiser": "AdamW 2e-3 one-cycle, wd 1e-4, flip augmentation",
-                "heads": HEADS, "final_loss": float(np.mean(losses[-50:])), "wall_s": round(time.time() - t0, 1),
+    manifest = {**manifest, "population": "synthfaces-pretrain (no identity of any split)",
+                "optimiser": "AdamW 2e-3 one-cycle, wd 1e-4, flip augmentation",
+                "final_loss": float(np.mean(losses[-50:])), "wall_s": round(time.time() - t0, 1),
                 "sha256": sha256_file(out / "model.safetensors")}
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def train(out: Path = DIR, n_images: int = 20000, epochs: int = 5, seed: int = 0, batch: int = 128) -> dict:
+    """Train on synthfaces-pretrain and write ``model.safetensors`` + ``manifest.json`` (atomically)."""
+    t0 = time.time()
+    x, labels = pretrain_images(n_images, seed)
+    ys = {k: torch.tensor(labels[k].to_numpy(), dtype=torch.long) for k in HEADS}
+    net = FaceFeatureNet()
+    losses = fit_net(net, x, lambda out_, b, _: sum(F.cross_entropy(out_[k], ys[k][b]) for k in HEADS), epochs, batch,
+                     seed, t0)
+    return save_net(out, net, {"name": NAME, "command": "python -m decobench.models.face_features", "images": len(x),
+                               "epochs": epochs, "batch": batch, "seed": seed, "heads": HEADS}, losses, t0)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decobench.models.face_features import fit_net, to_input
+from decobench.models.face_features import fit_net, pretrain_images, save_net, to_input
 
 NAME = "synthface-perceptual-v1"
 DIR = Path(__file__).parent / "perceptual"
@@ -127,18 +127,8 @@ def _load_maps(spec: str) -> nn.Module:
 
 def train(out: Path = DIR, n_images: int = 20000, epochs: int = 5, seed: int = 1, batch: int = 128) -> dict:
     """Train on synthfaces-pretrain and write ``model.safetensors`` + ``manifest.json`` (atomically)."""
-    from safetensors.torch import save_file
-
-    from decobench.data.synthfaces import DOMAINS, build_population, render_faces
-    from decobench.io import atomic_write_json, sha256_file
-
     t0 = time.time()
-    torch.manual_seed(seed)
-    pop = build_population(DOMAINS["synthfaces-pretrain"])
-    n = min(n_images, len(pop))
-    idx = np.random.default_rng(seed).permutation(len(pop))[:n]
-    x = to_input(render_faces(pop, idx, IMAGE_SIZE, supersample=2)[0])
-    labels = pop.labels.iloc[idx]
+    x, labels = pretrain_images(n_images, seed)
     ys = {k: torch.tensor(labels[k].to_numpy(), dtype=torch.long) for k in HEADS}
     pose = torch.tensor(labels[list(POSE)].to_numpy(np.float32) / 30.0)  # degrees / 30: unit scale
 
@@ -147,19 +137,11 @@ def train(out: Path = DIR, n_images: int = 20000, epochs: int = 5, seed: int = 1
         return sum(F.cross_entropy(out_[k], ys[k][b]) for k in HEADS) + F.mse_loss(out_["pose"], p)
     net = PerceptualNet()
     losses = fit_net(net, x, loss, epochs, batch, seed, t0)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    tmp.replace(out / "model.safetensors")
-    manifest = {"name": NAME, "command": "python -m decobench.models.perceptual",
-                "population": "synthfaces-pretrain (no identity of any split)", "images": n, "epochs": epochs,
-                "batch": batch, "seed": seed, "optimiser": "AdamW 2e-3 one-cycle, wd 1e-4, flip augmentation",
-                "heads": {**HEADS, "pose": "yaw, pitch, roll (MSE, degrees / 30)"},
-                "final_loss": float(np.mean(losses[-50:])), "wall_s": round(time.time() - t0, 1),
-                "layers": "outputs of the three blocks (32, 64, 128 channels at 32, 16, 8 px)",
-                "sha256": sha256_file(out / "model.safetensors")}
-    atomic_write_json(out / "manifest.json", manifest)
-    return manifest
+    return save_net(out, net, {"name": NAME, "command": "python -m decobench.models.perceptual", "images": len(x),
+                               "epochs": epochs, "batch": batch, "seed": seed,
+                               "heads": {**HEADS, "pose": "yaw, pitch, roll (MSE, degrees / 30)"},
+                               "layers": "outputs of the three blocks (32, 64, 128 channels at 32, 16, 8 px)"},
+                    losses, t0)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ model-track attack suite -> result.json.
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +40,7 @@ def _extras(method_cls, dsets: dict, split: RealSplit, size: int, aux_n: int | N
     out = {"face": torch.ones(len(split.ids), dtype=torch.long)}
     if "landmarks" in method_cls.needs:
         pts = np.zeros((len(split.ids), 5, 2), np.float32)
+        done = np.zeros(len(split.ids), bool)
         for name, ds in dsets.items():
             rows = [k for k, i in enumerate(split.ids) if i.split("/", 1)[0] in (ds.name, f"{ds.name}-aux")]
             if rows and not hasattr(ds, "landmarks"):
@@ -46,6 +49,10 @@ def _extras(method_cls, dsets: dict, split: RealSplit, size: int, aux_n: int | N
                                   f"landmarks(image_ids, size))")
             if rows:
                 pts[rows] = ds.landmarks([split.ids[k] for k in rows], size, aux_n)
+                done[rows] = True
+        if not done.all():
+            raise ConfigError(f"no dataset of this run ({', '.join(dsets)}) owns image {split.ids[int(np.argmin(done))]}"
+                              f"; its landmarks are unknown")
         out["landmarks"] = torch.from_numpy((pts + 0.5) / size * 2 - 1).reshape(len(pts), 10)
     if "pose" in method_cls.needs:
         cols = ["yaw_deg", "pitch_deg", "roll_deg"]
@@ -53,6 +60,25 @@ def _extras(method_cls, dsets: dict, split: RealSplit, size: int, aux_n: int | N
             raise ConfigError(f"method {method_cls.__name__} needs head pose labels ({', '.join(cols)}); the "
                               f"dataset has none (the SynthFaces datasets do)")
         out["pose"] = torch.from_numpy(np.deg2rad(split.labels[cols].to_numpy(np.float32)))
+    return out
+
+
+def code_inputs(params) -> dict:
+    """What else decides a trained encoder beside the method's version: this module (training sets, non-face
+    seeds, label scaling), the encoder's architecture, the renderer (landmarks, non-face patches) and the
+    perceptual network's weights when the method uses one."""
+    from decobench.data.synthfaces import render
+    from decobench.io import sha256_file
+    from decobench.models import encoder
+
+    out = {Path(m.__file__).name: sha256_file(m.__file__) for m in (encoder, render, sys.modules[__name__])}
+    spec = getattr(params, "perceptual", None)
+    if spec:
+        from decobench.models.perceptual import DIR
+
+        path = Path(spec.removeprefix("torchscript:")).expanduser() if spec.startswith("torchscript:") else \
+            DIR / "model.safetensors"
+        out["perceptual"] = sha256_file(path) if path.is_file() else "missing"
     return out
 
 
@@ -137,7 +163,8 @@ def run_model_track(method, method_entry, params, version, cfg, seed, suite, nam
     inputs = {"track": "model", "method": method, "method_version": version, "params": cfg.method, "seed": seed,
               "train": cfg.as_dict()["train"], "sensitive": cfg.sensitive, "size": size, "widths": list(widths),
               "fingerprints": {n: dsets[n].fingerprint() for n in names["train"]},
-              "ids": config_hash([s.ids for s in (*train_splits.values(), *val_splits.values())]), "device": str(device)}
+              "ids": config_hash([s.ids for s in (*train_splits.values(), *val_splits.values())]), "device": str(device),
+              "code": code_inputs(params)}
     trainer = None
 
     def fit():
@@ -187,16 +214,11 @@ def run_model_track(method, method_entry, params, version, cfg, seed, suite, nam
             members=members, nonmembers=test, recipe=recipe, train_size=len(members.ids), auxiliary=aux,
             identity_gallery=identity_gallery(ds, test.ids, split_ids(n, "gen", ev.linkage_distractors), size),
             fingerprint=folder.name, dp=training.get("dp"))
-        evaluation = {"dataset": n, "metrics": {}, "reference": {}, "attack_info": {}}
-        for entry in suite:
-            res = timed(f"attack_{entry.name}", lambda: entry.obj(actx).run(release))
-            evaluation["metrics"].update(res.metrics)
-            for k, v in res.reference.items():
-                evaluation["reference"].setdefault(k, {}).update(v)
-            evaluation["attack_info"][entry.name] = res.info
+        evaluation = stages.run_suite(suite, actx, release, timed)
         if hasattr(trainer.method, "task_metrics"):  # a method's own released task heads (DPLH) on Test
             tdata = training_set(method_entry.obj, params, {n: ds}, test, size, 4_000 + seed, aux_n)
-            feats = model.encode(tdata.images.numpy())
+            feats = model.encode(tdata.images.numpy())  # on the CPU, where the heads are scored
+            trainer.method.cpu()
             evaluation["metrics"].update(timed("task_metrics", lambda: trainer.method.task_metrics(
                 feats, tdata.labels, ev.bootstrap, seed)))
         evaluations.append(evaluation)

@@ -102,6 +102,9 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
     if regime not in REGIMES and not (track == "model" and regime == "model"):
         raise ConfigError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
     regime = "model" if track == "model" else regime  # the model track releases no data: no regime
+    if track == "model" and {"lr", "train.lr"} & set(overrides or {}):
+        raise ConfigError("on the model track the encoder's learning rate is model.lr (--set model.lr=...); "
+                          "lr is the data track's LoRA rate")
     cfg, params = resolve(profile, method_entry.obj, method, overrides, sensitive)
     suite = select_attacks(attacks or (cfg.eval.model_attacks if track == "model" else cfg.eval.attacks), track)
     if execution.gradient_checkpointing and method_entry.obj.dp_backbone:
@@ -190,10 +193,11 @@ def _run_model(method, method_entry, setup, seed, cfg, params, suite, names, dse
     encoder = SimpleNamespace(name=f"face-encoder{list(m.widths)}", resolution=m.image_size)
     bkey = {"weights": "none: trained from scratch on the training split", "precision": "fp32"}
     result = build_result(method=method, method_entry=method_entry, method_version=method_version(method_entry.obj, "model"),
-                          setup=setup, regime="model", seed=seed, cfg=cfg, names=names, dsets=dsets, base=encoder,
+                          setup=setup, regime="model", seed=seed, cfg=cfg_model, names=names, dsets=dsets, base=encoder,
                           bkey=bkey, device=device, suite=suite, seconds=seconds, counts=counts, training=training,
                           evaluations=evaluations, track="model")
     run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "training.json", training)  # the whole history (losses, V figures, DPLH's sigmas)
     atomic_write_json(run_dir / "result.json", result)
     return result, run_dir
 
@@ -350,13 +354,7 @@ def _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cac
             auxiliary=_auxiliary(ds, ev.inversion_aux_images, base.resolution),
             identity_gallery=identity_gallery(ds, real_ids, split_ids(n, "test", ev.linkage_distractors),
                                                base.resolution))
-        evaluation = {"dataset": n, "metrics": {}, "reference": {}, "attack_info": {}}
-        for entry in suite:
-            res = timed(f"attack_{entry.name}", lambda: entry.obj(actx).run(release_obj))
-            evaluation["metrics"].update(res.metrics)
-            for k, v in res.reference.items():
-                evaluation["reference"].setdefault(k, {}).update(v)
-            evaluation["attack_info"][entry.name] = res.info
+        evaluation = stages.run_suite(suite, actx, release_obj, timed)
         evaluations.append(evaluation)
     return evaluations
 

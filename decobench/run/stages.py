@@ -75,3 +75,16 @@ def latent_set(cache, base, ds, split: str, ids: list[str], policy: str, sensiti
 def null_text(base, device) -> torch.Tensor:
     """Text states of the empty prompt, [1, tokens, dim]."""
     return encode_prompts(base.tokenizer, base.text_encoder, [""], device).float()
+
+
+def run_suite(suite, actx, release, timed) -> dict:
+    """Every attack of ``suite`` on one release: the evaluation block of result.json (metrics, reference
+    figures, each attack's info), each attack's time under ``attack_<name>``."""
+    evaluation = {"dataset": release.dataset, "metrics": {}, "reference": {}, "attack_info": {}}
+    for entry in suite:
+        res = timed(f"attack_{entry.name}", lambda: entry.obj(actx).run(release))
+        evaluation["metrics"].update(res.metrics)
+        for k, v in res.reference.items():
+            evaluation["reference"].setdefault(k, {}).update(v)
+        evaluation["attack_info"][entry.name] = res.info
+    return evaluation
