@@ -182,3 +182,20 @@ def test_run_end_to_end_on_synthfaces(fr, monkeypatch):
     assert res.info["aux_images"] == 120 and res.info["selected_epoch"] in (1, 2) and res.info["wall_s"] >= 0
 
 # the known-answer calibration runs in tests/test_attacks.py (parametrised over every registered attack)
+
+
+def test_pixel_scores_in_chunks_equal_one_pass_and_keep_memory_bounded():
+    """6,000 members at 32 px in one SSIM call asked for 30 GB (the embedded model track); chunks of 256 give
+    the same per-image figures to the last bit."""
+    import numpy as np
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    from decobench.attacks.inversion import PSNR_CAP, _to01, pixel_scores
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (600, 16, 16, 3), dtype=np.uint8) for _ in range(2))
+    ssim, psnr = pixel_scores(a, b)
+    x, y = _to01(a).double(), _to01(b).double()
+    assert np.array_equal(ssim, structural_similarity_index_measure(x, y, data_range=1.0, reduction="none").numpy())
+    assert np.array_equal(psnr, peak_signal_noise_ratio(x, y, data_range=1.0, reduction="none", dim=(1, 2, 3))
+                          .clamp(max=PSNR_CAP).numpy())

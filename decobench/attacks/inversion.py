@@ -203,10 +203,14 @@ def pixel_scores(recon: np.ndarray, sources: np.ndarray) -> tuple[np.ndarray, np
     """Per-image SSIM and PSNR (dB) of uint8 images, on [0, 1] with an explicit data range."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-    p, t = _to01(recon).double(), _to01(sources).double()
-    ssim = structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")
-    psnr = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    return ssim.numpy(), psnr.clamp(max=PSNR_CAP).numpy()
+    ssim, psnr = [], []
+    for i in range(0, len(recon), 256):  # per-image figures, in chunks: SSIM's float64 windows of 6,000 images
+        p, t = _to01(recon[i:i + 256]).double(), _to01(sources[i:i + 256]).double()  # would need ~30 GB at once
+        ssim.append(structural_similarity_index_measure(p, t, data_range=1.0, reduction="none").reshape(-1))
+        psnr.append(peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3)).reshape(-1))
+    if not ssim:
+        return np.zeros(0), np.zeros(0)
+    return torch.cat(ssim).numpy(), torch.cat(psnr).clamp(max=PSNR_CAP).numpy()
 
 
 SSIM_NOTE = "mean per-image SSIM of reconstruction vs real source (torchmetrics, data_range=1.0)"
