@@ -217,8 +217,7 @@ def run_model_track(method, method_entry, params, version, cfg, seed, suite, nam
         evaluation = stages.run_suite(suite, actx, release, timed)
         if hasattr(trainer.method, "task_metrics"):  # a method's own released task heads (DPLH) on Test
             tdata = training_set(method_entry.obj, params, {n: ds}, test, size, 4_000 + seed, aux_n)
-            feats = model.encode(tdata.images.numpy())  # on the CPU, where the heads are scored
-            trainer.method.cpu()
+            feats = model.encode(tdata.images.numpy())  # task_metrics moves them to its heads' device
             evaluation["metrics"].update(timed("task_metrics", lambda: trainer.method.task_metrics(
                 feats, tdata.labels, ev.bootstrap, seed)))
         evaluations.append(evaluation)
