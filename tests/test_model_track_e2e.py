@@ -28,6 +28,7 @@ def test_dplh_runs_end_to_end_on_the_model_track(tmp_path):
               "privacy_mia_model_lira_online_auc", "privacy_inversion_ssim", "dplh_detection", "dplh_landmarks_mse",
               "dplh_pose_mae_deg"):
         assert m[k]["value"] is not None, k
+    assert on_disk["evaluations"][0]["attack_info"]["feature_inversion"]["aux_images"] == 60  # its budget, no more
     dp = on_disk["dp"]
     assert dp["private_players"] == ["generator"] and dp["epsilon"] <= 5.0 + 1e-6
     assert dp["n_train"] == 120 + 40  # faces and non-face patches are both drawn (q = B / N)

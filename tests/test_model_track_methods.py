@@ -96,6 +96,10 @@ def test_adv_recon_perceptual_term_pushes_the_encoder_and_is_model_track_only():
     latent = MethodSpec([32], n_classes, "race", ("age", "gender"), {"source_shape": (4, 8, 8)})
     with pytest.raises(ConfigError, match="model track only"):
         cls(latent, cls.Params(lambda2=1.0))
+    odd = MethodSpec([32], n_classes, "race", ("age", "gender"), {"source_shape": (3, 18, 18)})
+    with pytest.raises(ConfigError, match="divisible by 4"):  # refused, not silently an MLP
+        cls(odd, cls.Params(decoder="conv"))
+    assert isinstance(cls(odd, cls.Params()).players["decoder"]["net"][0], torch.nn.Linear)
 
 
 def _probe_accuracy(tr, data) -> float:

@@ -83,7 +83,7 @@ class FeatureInversion(Attack):
     encoder reconstructs private faces from their features."""
 
     accepts = ("model",)
-    version = "1"
+    version = "2"  # 2: the decoder trains on inversion_aux_images of the population, not all of it
 
     @classmethod
     def preflight(cls, cfg) -> None:
@@ -101,7 +101,10 @@ class FeatureInversion(Attack):
                                 info={"skipped": reason})
         cfg, seed, dev, t0 = self.ctx.cfg, self.ctx.seed, self.ctx.device, time.time()
         test, members = release.real["test"], release.members
-        (recon, recon_m), floor, info = invert_features(release.model.encode, release.auxiliary.images,
+        # the attacker's decoder budget: the last inversion_aux_images of its population (the model track lays
+        # the population out as MIA padding, RMIA's population, then these: disjoint from what mia_model uses)
+        aux_images = release.auxiliary.images[-cfg.inversion_aux_images:]
+        (recon, recon_m), floor, info = invert_features(release.model.encode, aux_images,
                                                         [test.images, members.images], cfg.inversion_epochs, seed,
                                                         dev)
         net = face_features.load().to(dev)

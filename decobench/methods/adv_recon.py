@@ -50,7 +50,12 @@ class AdversarialReconstruction(DecouplingMethod):
         shape = tuple(spec.extra.get("source_shape", (3, 32, 32)))  # default: a 32 px image (the model track)
         self.shape, self.scale = shape, 1.0 if len(shape) == 3 and shape[0] == 3 else 4.0
         h, d = self.params.hidden, sum(spec.feature_dims)
-        if self.params.decoder == "conv" and shape[1] % 4 == 0 and shape[2] % 4 == 0:
+        if self.params.decoder == "conv":
+            if len(shape) != 3 or shape[1] % 4 or shape[2] % 4:
+                from decobench.run.config import ConfigError
+                raise ConfigError(f"adv_recon decoder=conv upsamples twice by 2: it needs a [C, H, W] source with H "
+                                  f"and W divisible by 4, this run's is {list(shape)}; use method.decoder=mlp or a "
+                                  f"resolution divisible by 4")
             c = max(8, h // 8)
             net = nn.Sequential(nn.Linear(d, c * (shape[1] // 4) * (shape[2] // 4)), nn.ReLU(),
                                 nn.Unflatten(1, (c, shape[1] // 4, shape[2] // 4)),

@@ -79,8 +79,9 @@ class EvalConfig(_Section):
     mia_calibration_samples: int = Field(300, ge=10, description="members and non-members, disjoint from the "
                                          "scored ones, on which timesteps and thresholds are chosen")
     mia_draws: int = Field(4, ge=1, le=64, description="seeded noise draws averaged per example")
-    inversion_aux_images: int = Field(1500, ge=10, description="attacker's auxiliary images released through "
-                                      "the LoRA to train the inversion decoder")
+    inversion_aux_images: int = Field(1500, ge=10, description="attacker's auxiliary images that train the inversion "
+                                      "decoder: released through the LoRA (release_inversion) or encoded by the "
+                                      "released encoder (feature_inversion)")
     inversion_epochs: int = Field(20, ge=1)
     fr_models: tuple[str, ...] = Field(("resnet-arcface", "resnet-cosface", "resnet-softmax", "mobilenet-softmax",
                                         "senet-arcface", "senet-cosface"),
