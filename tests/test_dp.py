@@ -17,6 +17,7 @@ from decobench.registry import methods
 from decobench.run.config import ConfigError, resolve
 from decobench.run.dp import PrivateTraining, epsilon, poisson_batch, solve_noise_multiplier
 from decobench.run.train import MethodInterfaceError
+from tests.dp_bound import bound_violations
 from tests.test_methods import _data, _trainer, spec
 
 CE_DP = methods.get("ce_dp")
@@ -209,10 +210,6 @@ def test_dp_bounds_the_generator_mia_and_without_noise_it_leaks():
     """At ε 1: AUC's CI holds 0.5 and no ROC point violates TPR <= e^ε·FPR + δ beyond its Clopper-Pearson
     bounds (a weak check at 24 + 24 examples: only a strong leak can fail it). The same recipe with clipping
     and no noise (ε = ∞) lets the same attack find the members (AUC's CI above 0.5)."""
-    from scipy.stats import beta
-
-    from decobench.attacks.mia_generator import roc
-
     private, rec, (pos, neg) = _mia_after_training(_DenoiseDPParams(target_epsilon=1.0))
     leaky, rec_l, (pos_l, neg_l) = _mia_after_training(_DenoiseDPParams(target_epsilon=None, noise_multiplier=0.0,
                                                                         max_grad_norm=1e6))
@@ -220,16 +217,9 @@ def test_dp_bounds_the_generator_mia_and_without_noise_it_leaks():
     assert rec["epsilon"] <= 1.01 and rec_l["epsilon"] is None
     assert auc_p["ci_includes_chance"], auc_p
     assert auc_l["ci"][0] > 0.5 and auc_l["value"] > auc_p["value"] + 0.15, (auc_l, auc_p)
-
-    def violations(p, n, eps, delta):
-        fpr, tpr, _ = roc(p, n)
-        tp, fp = np.rint(tpr * len(p)), np.rint(fpr * len(n))
-        tpr_lo = np.where(tp > 0, beta.ppf(0.025, tp, len(p) - tp + 1), 0.0)
-        fpr_hi = np.where(fp < len(n), beta.ppf(0.975, fp + 1, len(n) - fp), 1.0)
-        return int((tpr_lo > np.exp(eps) * fpr_hi + delta).sum())
-    assert violations(pos, neg, rec["epsilon"], rec["delta"]) == 0
+    assert bound_violations(pos, neg, rec["epsilon"], rec["delta"]) == 0
     # the check has teeth at this size: fully separated scores (a strong leak) violate the ε-1 bound
-    assert violations(np.ones(24), np.zeros(24), rec["epsilon"], rec["delta"]) > 0
+    assert bound_violations(np.ones(24), np.zeros(24), rec["epsilon"], rec["delta"]) > 0
 
 
 class _PrivateGeneratorModuleOnly(_PrivateAdversary):
