@@ -9,7 +9,6 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: numpy elementwise code is single-threaded anyway
 
-import json
 import platform
 import time
 from pathlib import Path

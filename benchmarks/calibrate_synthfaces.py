@@ -9,7 +9,6 @@ stopping on G-val (DECO-Bench's classifier protocol with a CPU profile). Writes 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path

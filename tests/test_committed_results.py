@@ -5,12 +5,16 @@ v1's committed table came from an older working tree and did not reproduce (gend
 76.8 % at HEAD); a code change that alters what a committed result means now fails here until the
 results are regenerated (README: "Regenerating the committed results")."""
 
+import io
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from decobench.registry import attacks, methods
+from decobench.results.aggregate import groups, tidy
 from decobench.results.leaderboard import collect, render
+from decobench.results.validate import problems
 from decobench.run.runner import method_version
 
 BOARD = Path(__file__).resolve().parent.parent / "leaderboard"
@@ -50,3 +54,10 @@ def test_each_result_matches_the_code_at_head(r):
 
 def test_committed_table_is_rendered_from_the_committed_results():
     assert (BOARD / "embedded.md").read_text().strip() == render(RESULTS).strip()
+    committed = pd.read_csv(BOARD / "embedded.csv")
+    again = pd.read_csv(io.StringIO(pd.DataFrame(tidy(groups(RESULTS))).to_csv(index=False)))
+    pd.testing.assert_frame_equal(committed, again)
+
+
+def test_decobench_validate_accepts_the_committed_results():
+    assert problems([BOARD / "results"]) == {}

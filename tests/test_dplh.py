@@ -2,7 +2,6 @@
 whole model trains privately with exact per-example gradients, the sigma_i move, flipped images keep their
 geometric labels right, and the model track builds DPLH's training set (landmarks, pose, non-face patches)."""
 
-import math
 
 import numpy as np
 import pytest

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from decobench.data.base import DatasetError

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decobench.methods.base import DecouplingMethod, MethodSpec, OptimGroup, Phase
+from decobench.methods.base import DecouplingMethod, MethodSpec, Phase
 from decobench.methods.checks import interface_report, synthetic_context
 from decobench.models.lora import lora_target_names
 from decobench.registry import methods

@@ -1,7 +1,5 @@
-import json
 import shutil
 
-import numpy as np
 import pytest
 
 from decobench.data.open import open_dataset

@@ -1,7 +1,5 @@
 """Tiny random models built from configs (no weights needed), shaped like the embedded base."""
 
-import json
-
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer

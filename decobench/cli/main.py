@@ -9,6 +9,7 @@ import click
 from decobench import __version__
 from decobench.cli.attacks_cmd import attacks
 from decobench.cli.base_cmd import base
+from decobench.cli.board_cmd import leaderboard, validate
 from decobench.cli.check_cmd import check
 from decobench.cli.data_cmd import data
 from decobench.cli.fr_cmd import fr
@@ -52,28 +53,8 @@ cli.add_command(base)
 cli.add_command(attacks)
 cli.add_command(check)
 cli.add_command(fr)
-
-
-@cli.command()
-@click.option("--runs", default="runs", show_default=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="write the Markdown here too")
-def leaderboard(runs, out):
-    """Validate every result.json under RUNS and print the comparison tables.
-
-    \b
-    Example:
-      decobench leaderboard --runs runs --out leaderboard/embedded.md
-    """
-    from decobench.io import atomic_write_text
-    from decobench.results.leaderboard import collect, render
-
-    results = collect(runs, warn=lambda m: click.echo(m, err=True))
-    if not results:
-        raise click.ClickException(f"no result.json under {runs}")
-    text = render(results)
-    click.echo(text)
-    if out:
-        atomic_write_text(out, text)
+cli.add_command(leaderboard)
+cli.add_command(validate)
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decobench.models.face_features import fit_net, pretrain_images, save_net, to_input
+from decobench.models.face_features import fit_net, pretrain_images, save_net
 
 NAME = "synthface-perceptual-v1"
 DIR = Path(__file__).parent / "perceptual"

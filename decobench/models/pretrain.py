@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from decobench.data.synthfaces import DOMAINS, build_population, render_faces
 from decobench.io import atomic_write_json, sha256_file
-from decobench.models.prompts import encode_prompts, prompts_for
+from decobench.models.prompts import prompts_for
 from decobench.models.tiny import IMAGE_SIZE, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, build_components, write_tokenizer
 
 

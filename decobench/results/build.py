@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 import decobench
+from decobench.results.aggregate import key_components
 from decobench.results.schema import SCHEMA_VERSION, validate
 from decobench.run.config import config_hash
 from decobench.splits import split_hashes
@@ -53,13 +54,7 @@ def hardware(device, execution: dict | None = None) -> dict:
 
 def comparability_key(result: dict) -> str:
     """Results are comparable only when every input except the method (and seed) is the same."""
-    c = result["config"]
-    return config_hash({
-        "schema_major": SCHEMA_VERSION, "setup": result["setup"], "regime": result["regime"],
-        "track": result.get("track", "data"), "sensitive": result["sensitive"], "split_hashes": result["split_hashes"],
-        "fingerprints": result["data_fingerprints"], "base": result["base_model"], "base_weights": result["base_weights"],
-        "resolution": result["resolution"], "attacks": result["attacks"], "profile": c["profile"],
-        "prompt_policy": c["train"]["prompt_policy"], "eval": c["eval"], "release": c["release"]})
+    return config_hash(key_components(result))
 
 
 def build_result(*, method, method_entry, method_version, setup, regime, seed, cfg, names, dsets, base, bkey, device,

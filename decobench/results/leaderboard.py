@@ -2,8 +2,8 @@
 
 Rows are comparable only under the same comparability key (split hashes, data fingerprints, base
 weights, resolution, attack versions, profile, prompt policy, evaluation and release config, schema
-major). Each cell is the mean ± standard deviation over the seeds present, with the seed count; a
-privacy cell whose every seed's CI includes chance or the majority rate is marked.
+major): :mod:`decobench.results.aggregate` groups them and makes the cells (mean and 95 % CI over the
+declared seeds), :mod:`decobench.results.pareto` ranks the rows of a group in privacy-utility tiers.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
+from decobench.results.aggregate import Cell, Group, groups
+from decobench.results.pareto import axes, tiers
 from decobench.results.schema import SCHEMA_VERSION, validate
-from decobench.results.table import in_percent, is_accuracy
 
 
 def collect(root: str | Path, warn=print) -> list[dict]:
@@ -33,80 +32,85 @@ def collect(root: str | Path, warn=print) -> list[dict]:
     return out
 
 
-def _cell(ms: list[dict]) -> str:
-    vals = [m["value"] for m in ms if m.get("value") is not None]
-    if not vals:
+def fmt(cell: Cell) -> str:
+    """mean ± CI half-width over seeds, in % for accuracies and rates; ° when the CI holds chance."""
+    if cell.mean is None:
         return "n/a"
-    acc = is_accuracy(ms[0])
-    k = 100 if in_percent(ms[0]) else 1
-    mean, std = k * float(np.mean(vals)), (k * float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
-    s = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
-    if (acc or "ci_includes_chance" in ms[0]) and ms[0]["direction"] == "lower_is_better" and all(
-            m.get("ci_includes_chance") or m.get("ci_includes_majority") for m in ms):
-        s += " °"
-    return s
+    k = 100 if cell.percent else 1
+    out = f"{k * cell.mean:.2f}"
+    if cell.lo is not None:
+        out += f" ± {k * (cell.hi - cell.lo) / 2:.2f}"
+    lower_privacy = cell.direction == "lower_is_better" and (cell.chance is not None or cell.majority is not None)
+    return out + (" °" if lower_privacy and cell.includes_chance else "")
 
 
-def _row_labels(rows: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """The method's name, plus the hyperparameters that differ between its rows (when it has several)."""
-    out = {}
-    for method, params in rows:
-        mine = json.loads(params)
-        others = [json.loads(p) for m, p in rows if m == method and p != params]
-        diff = sorted(k for k in mine if any(o.get(k) != mine[k] for o in others))
-        out[(method, params)] = method + (f" [{', '.join(f'{k}={mine[k]}' for k in diff)}]" if diff else "")
+def _chance(cell: Cell | None) -> str:
+    if cell is None or (cell.chance is None and cell.majority is None):
+        return "—"
+    k = 100 if cell.percent else 1
+    ch = "—" if cell.chance is None else f"{k * cell.chance:.2f}"
+    return ch + ("" if cell.majority is None else f" / {k * cell.majority:.2f}")
+
+
+def dp_label(dp: dict | None) -> str:
+    """A DP row names its budget (the largest ε over its seeds, at δ) and says when the released part is not
+    private."""
+    if not dp:
+        return ""
+    eps = "∞" if dp["epsilon"] is None else f"{dp['epsilon']:.2f}"
+    return f" (ε {eps}, δ {dp['delta']:g}" + ("" if dp["release_private"] else "; release not private") + ")"
+
+
+def _heading(g: Group) -> str:
+    c, r0 = g.components, g.r0
+    where = f"{c['track'].capitalize()} track, setup {c['setup']}, regime {c['regime']}, {g.dataset}"
+    model = (f"encoder {r0['base_model']} @ {r0['resolution']} px" if c["track"] == "model"
+             else f"base {r0['base_model']} @ {r0['resolution']} px, prompt {c['prompt_policy']}")
+    out = f"### {where}: sensitive {c['sensitive']}, profile {c['profile']}, {model} (key {g.key})\n"
+    if g.incomparable_with:
+        out += (f"\n**Not comparable with group {g.incomparable_with}** (differs in "
+                f"{', '.join(g.differs_in)}): its rows are neither averaged nor ranked with that group's.\n")
     return out
 
 
-def _dp_label(results: list[dict]) -> str:
-    """DP runs name their budget: the largest ε over the seeds (the accountant's, at the recorded δ), and
-    say so when the released part (the generator) is not among the private players."""
-    dps = [r["dp"] for r in results if "dp" in r]
-    if not dps:
-        return ""
-    eps = [d["epsilon"] for d in dps]
-    worst = "∞" if None in eps else f"{max(eps):.2f}"
-    released = all("generator" in d.get("private_players", ["generator"]) for d in dps)
-    return f" (ε {worst}, δ {max(d['delta'] for d in dps):g}" + ("" if released else "; release not private") + ")"
-
-
-def render(results: list[dict]) -> str:
-    groups = defaultdict(list)
-    for r in results:
-        for ev in r["evaluations"]:
-            groups[(r["comparability_key"], ev["dataset"])].append((r, ev))
-    parts = []
-    for (key, ds), rows in sorted(groups.items(), key=lambda kv: (kv[1][0][0]["setup"], kv[0][1], kv[0][0])):
-        r0 = rows[0][0]
-        # non-headline metrics (e.g. every FR model of a linkage attack) stay in result.json only
-        found = {k: m for _, ev in rows for k, m in ev["metrics"].items() if m.get("headline", True)}
-        cols = sorted(found, key=lambda k: (not k.startswith("privacy_"), not k.startswith("utility_"), k))
-        parts.append(f"### Setup {r0['setup']}, regime {r0['regime']}, {ds}: sensitive {r0['sensitive']}, "
-                     f"profile {r0['profile']}, prompt {r0['prompt_policy']}, base {r0['base_model']} "
-                     f"@ {r0['resolution']} px (key {key})\n")
-        arrows = {k: "↓" if found[k]["direction"] == "lower_is_better" else "↑" for k in cols}
-        parts.append("| method | seeds | " + " | ".join(f"{k} {arrows[k]}" for k in cols) + " |")
-        parts.append("|---|---|" + "---|" * len(cols))
-        by_method = defaultdict(list)  # a row per method *and* hyperparameters: an ε sweep is never averaged
-        for r, ev in rows:
-            by_method[(r["method"], json.dumps(r.get("method_params", {}), sort_keys=True))].append((r, ev))
-        labels = _row_labels(list(by_method))
-        for label, ref_key in (("Baseline (Real)", "baseline_real"), ("real vs real (floor)", "real_vs_real"),
-                               ("real sources (unprotected)", "real_source"),
-                               ("constant reconstruction (floor)", "constant_floor")):
-            cells = []
-            for k in cols:  # a reference is shared by every method of a seed: count each distinct one once
-                found = [ev["reference"].get(ref_key, {}).get(k) for _, ev in rows]
-                ms = list({json.dumps(m, sort_keys=True): m for m in found if m}.values())
-                cells.append(_cell([{**m, "direction": "higher_is_better"} for m in ms]) if ms else "—")
-            if any(c != "—" for c in cells):
-                parts.append(f"| {label} | | " + " | ".join(cells) + " |")
-        for row, mrows in sorted(by_method.items()):
-            seeds = sorted(r["seed"] for r, _ in mrows)
-            cells = [_cell([ev["metrics"][k] for _, ev in mrows if k in ev["metrics"]]) for k in cols]
-            parts.append(f"| {labels[row]}{_dp_label([r for r, _ in mrows])} | {','.join(map(str, seeds))} | "
-                         + " | ".join(cells) + " |")
-        commits = sorted({r["decobench_commit"] for r, _ in rows})
-        parts.append(f"\nAccuracies in %, mean ± std over seeds; ° = every seed's 95 % CI includes chance or the "
-                     f"majority rate (accuracies) or chance (rates). KID × 1000. Commit(s): {', '.join(commits)}.\n")
+def render_group(g: Group) -> str:
+    points = {id(p.row): p for p in tiers(g)}
+    ax = axes(g)
+    parts = [_heading(g)]
+    if ax:
+        ranked = sorted(points.values(), key=lambda p: (p.tier, p.row.label))
+        by_tier = defaultdict(list)
+        for p in ranked:
+            by_tier[p.tier].append(p.row.label + dp_label(p.row.dp))
+        parts.append(f"Pareto tiers (privacy {ax[0]} ↓, utility mean of {', '.join(ax[1])} ↑; a row dominates "
+                     f"another only where their CIs separate): "
+                     + "; ".join(f"tier {t}: {', '.join(v)}" for t, v in sorted(by_tier.items())) + ".\n")
+    cols = g.metrics
+    cells = {k: [r.cells[k] for r in g.rows if k in r.cells] for k in cols}
+    some = {k: next((c for c in v if c.mean is not None), v[0] if v else None) for k, v in cells.items()}
+    arrows = {k: "↓" if some[k] is not None and some[k].direction == "lower_is_better" else "↑" for k in cols}
+    parts.append("| method | tier | seeds | " + " | ".join(f"{k} {arrows[k]}" for k in cols) + " |")
+    parts.append("|---|---|---|" + "---|" * len(cols))
+    parts.append("| chance / majority | | | " + " | ".join(_chance(some[k]) for k in cols) + " |")
+    for ref in g.references:
+        parts.append(f"| {ref.label} | | {','.join(map(str, ref.seeds))} | "
+                     + " | ".join(fmt(ref.cells[k]) if k in ref.cells else "—" for k in cols) + " |")
+    for row in g.rows:
+        if not row.complete:
+            continue
+        tier = points[id(row)].tier if id(row) in points else ""
+        parts.append(f"| {row.label}{dp_label(row.dp)} | {tier} | {','.join(map(str, row.declared))} | "
+                     + " | ".join(fmt(row.cells[k]) if k in row.cells else "n/a" for k in cols) + " |")
+    aside = [f"{r.label}{dp_label(r.dp)}: {r.missing_reason}" for r in g.rows if not r.complete]
+    if aside:
+        parts.append("\nNot shown (incomplete): " + "; ".join(aside) + ".")
+    commits = sorted({r["decobench_commit"] for row in g.rows for r in row.results})
+    parts.append("\nCells: mean ± half-width of the 95 % CI over seeds (Student t, n − 1 df); ° = that CI holds "
+                 "chance (or the majority rate, for accuracies): the attack does no better than guessing there. "
+                 f"Accuracies and rates in %. KID × 1000. Commit(s): {', '.join(commits)}.\n")
     return "\n".join(parts)
+
+
+def render(results: list[dict], seeds=None) -> str:
+    """Markdown: one table per comparable group (``seeds``: declared seeds, see :func:`aggregate.groups`)."""
+    return "\n".join(render_group(g) for g in groups(results, seeds))

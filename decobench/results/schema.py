@@ -94,9 +94,14 @@ class ResultValidationError(ValueError):
     pass
 
 
+def schema_problems(result: dict) -> list[str]:
+    """Every schema problem, by field."""
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(result), key=lambda e: list(map(str, e.path)))
+    return [f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors]
+
+
 def validate(result: dict) -> None:
-    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(result), key=lambda e: list(e.path))
-    if errors:
-        lines = [f"  {'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors]
-        raise ResultValidationError(f"result file fails schema v{SCHEMA_VERSION} ({len(errors)} problems):\n"
-                                    + "\n".join(lines))
+    problems = schema_problems(result)
+    if problems:
+        raise ResultValidationError(f"result file fails schema v{SCHEMA_VERSION} ({len(problems)} problems):\n"
+                                    + "\n".join(f"  {p}" for p in problems))

@@ -1,0 +1,75 @@
+"""``decobench leaderboard`` and ``decobench validate``: the tables from result files, and their checks."""
+
+from __future__ import annotations
+
+import click
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        seeds = sorted({int(s) for s in value.split(",") if s.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give seeds as integers separated by commas, e.g. 0,1,2") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed, e.g. 0,1,2")
+    return seeds
+
+
+@click.command()
+@click.option("--runs", default="runs", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="write the Markdown here too")
+@click.option("--csv", "csv_out", default=None, type=click.Path(dir_okay=False),
+              help="write the tidy table (one record per group, row and metric) here")
+@click.option("--seeds", default="0,1,2", show_default=True,
+              help="the seeds every row declares: a row shows only when all are present")
+def leaderboard(runs, out, csv_out, seeds):
+    """Validate every result.json under RUNS and print the comparison tables: per comparable group, each cell
+    the mean and 95 % CI over the declared seeds, rows in privacy-utility Pareto tiers.
+
+    \b
+    Example:
+      decobench leaderboard --runs leaderboard/results --out leaderboard/embedded.md
+    """
+    import pandas as pd
+
+    from decobench.io import atomic_write_text
+    from decobench.results.aggregate import groups, tidy
+    from decobench.results.leaderboard import collect, render
+
+    declared = _seeds(seeds)
+    results = collect(runs, warn=lambda m: click.echo(m, err=True))
+    if not results:
+        raise click.ClickException(f"no result.json under {runs}")
+    text = render(results, declared)
+    click.echo(text)
+    if out:
+        atomic_write_text(out, text)
+    if csv_out:
+        atomic_write_text(csv_out, pd.DataFrame(tidy(groups(results, declared))).to_csv(index=False))
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--splits-dir", default=None, type=click.Path(file_okay=False),
+              help="the committed splits to check against (default: the checkout's splits/)")
+def validate(paths, splits_dir):
+    """Check result files (or every result.json under a folder): schema, split and data hashes against the
+    committed splits, the comparability key, provenance, DP figures against Opacus's accountant, and no cell
+    twice. Every problem is listed; exit 2 when there is one.
+
+    \b
+    Example:
+      decobench validate leaderboard/results
+    """
+    from decobench.results.schema import ResultValidationError
+    from decobench.results.validate import problems, result_files
+
+    found = problems(list(paths), splits_dir)
+    for f, ps in found.items():
+        click.echo(f"{f}:", err=True)
+        for p in ps:
+            click.echo(f"  - {p}", err=True)
+    if found:
+        raise ResultValidationError(f"{sum(map(len, found.values()))} problem(s) in {len(found)} result file(s), "
+                                    f"listed above")
+    click.echo(f"{len(result_files(list(paths)))} result file(s) valid")

@@ -1,0 +1,143 @@
+"""The leaderboard's aggregation: cells over declared seeds with Student-t CIs, rows kept aside when a seed is
+missing, incomparable results in their own group with the reason, CI-aware Pareto tiers, a tidy table."""
+
+import copy
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from decobench.results.aggregate import groups, seed_interval, tidy
+from decobench.results.build import comparability_key
+from decobench.results.leaderboard import render
+from decobench.results.pareto import tiers
+
+TEMPLATE = next(Path(__file__).resolve().parent.parent.glob("leaderboard/results/A/baseline/*/seed0/result.json"))
+
+
+def _result(method: str, seed: int, cls: float, age: float, gender: float = 0.7, **params) -> dict:
+    r = copy.deepcopy(json.loads(TEMPLATE.read_text()))
+    r["method"], r["seed"], r["method_params"] = method, seed, params
+    m = r["evaluations"][0]["metrics"]
+    for k, v in (("privacy_cls_race", cls), ("utility_cls_age", age), ("utility_cls_gender", gender)):
+        m[k] = {**m[k], "value": v, "ci": [v - 0.02, v + 0.02]}
+    return r
+
+
+def _group(results, **kw):
+    (g,) = groups(results, **kw)
+    return g
+
+
+def test_a_cell_is_the_mean_with_a_student_t_interval_over_seeds():
+    mean, lo, hi = seed_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and hi - mean == pytest.approx(4.302653 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2) · s / √n
+    assert seed_interval([0.4]) == (0.4, None, None)
+    g = _group([_result("ce", s, cls, 0.3) for s, cls in enumerate((0.38, 0.40, 0.42))])
+    cell = g.rows[0].cells["privacy_cls_race"]
+    assert cell.n == 3 and cell.mean == pytest.approx(0.40) and cell.hi - cell.mean == pytest.approx(
+        4.302653 * 0.02 / 3 ** 0.5, rel=1e-5)
+    assert cell.example_half_width == pytest.approx(0.02) and cell.chance == 0.2 and not cell.includes_chance
+    noisy = _group([_result("ce", s, cls, 0.3) for s, cls in enumerate((0.10, 0.30, 0.50))])
+    assert noisy.rows[0].cells["privacy_cls_race"].includes_chance  # the seed CI holds chance 0.20
+    assert "| ce | 1 | 0,1,2 | 30.00 ± 49.68 ° |" in render([_result("ce", s, c, 0.3) for s, c in enumerate((.1, .3, .5))])
+
+
+def test_a_row_appears_only_with_every_declared_seed():
+    results = [_result("ce", s, 0.3, 0.3) for s in (0, 1)] + [_result("metric", s, 0.3, 0.3) for s in (0, 1, 2)]
+    g = _group(results)
+    ce, metric = g.rows
+    assert not ce.complete and ce.cells == {} and "seed(s) 2 of 0, 1, 2 not run" in ce.missing_reason
+    assert metric.complete and metric.cells
+    table = render(results)
+    assert "| metric | 1 | 0,1,2 |" in table and "| ce |" not in table and "Not shown (incomplete): ce:" in table
+    assert _group(results, seeds=[0, 1]).rows[0].complete  # what a cell averages is declared, not found
+    twice = _group(results + [_result("metric", 2, 0.3, 0.3)]).rows[1]
+    assert not twice.complete and "present twice" in twice.missing_reason
+
+
+def test_incomparable_results_get_their_own_group_with_the_reason():
+    results = [_result("ce", s, 0.3, 0.3) for s in range(3)]
+    other = [copy.deepcopy(r) for r in results[:1]]
+    other[0]["config"]["eval"]["probe_epochs"] += 1
+    other[0]["comparability_key"] = comparability_key(other[0])
+    main, odd = groups(results + other)
+    assert main.incomparable_with is None and len(main.rows[0].results) == 3
+    assert odd.incomparable_with == main.key and odd.differs_in == ["eval"]
+    assert f"Not comparable with group {main.key}** (differs in eval)" in render(results + other)
+
+
+def test_pareto_tiers_separate_only_where_cis_do():
+    results = []
+    for s in range(3):
+        j = 0.01 * s
+        results += [_result("private", s, 0.25 + j, 0.40 + j),     # low leakage, same utility as the others
+                    _result("leaky", s, 0.45 + j, 0.40 + j),       # dominated by private on privacy
+                    _result("useful", s, 0.45 + j, 0.60 + j),      # worse privacy, better utility: a trade-off
+                    _result("noisy", s, (0.10, 0.60, 0.30)[s], (0.2, 0.8, 0.5)[s])]  # CIs too wide to rank
+    points = {p.row.method: p.tier for p in tiers(_group(results))}
+    assert points == {"private": 1, "useful": 1, "noisy": 1, "leaky": 2}
+
+
+def test_the_tidy_table_loads_in_pandas_one_record_per_row_and_metric():
+    results = [_result(m, s, 0.3, 0.3) for m in ("ce", "metric") for s in range(3)]
+    df = pd.DataFrame(tidy(groups(results)))
+    cls = df[(df.metric == "privacy_cls_race") & (df.kind == "method")]
+    assert sorted(cls["row"]) == ["ce", "metric"] and (cls["n"] == 3).all() and (cls["seeds"] == "0,1,2").all()
+    assert {"ci_lo", "ci_hi", "chance", "majority", "ci_includes_chance", "key", "epsilon"} <= set(df.columns)
+    assert df.groupby(["row", "metric"]).size().max() == 1
+
+
+def _write(tmp_path, name, r) -> Path:
+    p = tmp_path / name / "result.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps(r))
+    return p
+
+
+def test_validate_lists_every_problem_of_every_file(tmp_path):
+    from decobench.cli.main import main
+    from decobench.results.validate import problems
+
+    dp_file = next(TEMPLATE.parent.parent.parent.parent.glob("ce_dp/*/seed0/result.json"))
+    good = json.loads(TEMPLATE.read_text())
+    _write(tmp_path, "a_good", good)
+    _write(tmp_path, "again", good)                               # the same cell twice (read second)
+    bad = copy.deepcopy(good)
+    bad["split_hashes"]["synthfaces-a"]["train.txt"] = "0" * 64   # other splits
+    bad["decobench_commit"] += "-dirty"
+    bad["seed"] = 7
+    bad["comparability_key"] = comparability_key(bad)
+    _write(tmp_path, "bad", bad)
+    eps = json.loads(dp_file.read_text())
+    eps["dp"]["epsilon"] /= 2                                     # not what the accountant says
+    _write(tmp_path, "eps", eps)
+    schema = copy.deepcopy(good)
+    del schema["seed"], schema["evaluations"][0]["metrics"]["privacy_cls_race"]["direction"]
+    _write(tmp_path, "schema", schema)
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "result.json").write_text('{"schema_version": 2, ')
+    found = {Path(k).parent.name: v for k, v in problems([tmp_path]).items()}
+    assert set(found) == {"again", "bad", "eps", "schema", "torn"}  # "a_good" is the first of the pair
+    assert "duplicate cell" in found["again"][0]
+    assert any(p.startswith("split_hashes/synthfaces-a: train.txt differ") for p in found["bad"])
+    assert any("-dirty" in p for p in found["bad"]) and len(found["bad"]) == 2
+    assert found["eps"] == [p for p in found["eps"] if p.startswith("dp/epsilon")] and found["eps"]
+    assert len(found["schema"]) == 2 and any("'seed' is a required property" in p for p in found["schema"])
+    assert "not a readable JSON file" in found["torn"][0]
+    assert main(["validate", str(tmp_path)]) == 2
+    assert main(["validate", str(tmp_path / "a_good")]) == 0
+
+
+def test_the_leaderboard_command_writes_the_tables_and_the_csv(tmp_path):
+    from decobench.cli.main import main
+
+    for s in range(3):
+        _write(tmp_path / "runs", f"seed{s}", _result("ce", s, 0.3 + s / 100, 0.3))
+    md, csv = tmp_path / "board.md", tmp_path / "cells.csv"
+    assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--out", str(md), "--csv", str(csv)]) == 0
+    assert "| ce | 1 | 0,1,2 | 31.00 ± 2.48 |" in md.read_text()
+    df = pd.read_csv(csv)
+    assert df.loc[(df.metric == "privacy_cls_race") & (df["row"] == "ce"), "mean"].item() == pytest.approx(0.31)
+    assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--seeds", "0,1,2,3"]) == 0  # shown as missing
