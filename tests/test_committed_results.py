@@ -59,5 +59,17 @@ def test_committed_table_is_rendered_from_the_committed_results():
     pd.testing.assert_frame_equal(committed, again)
 
 
+def test_committed_page_and_plots_are_rendered_from_the_committed_results():
+    from decobench.results.html import render_html
+
+    def page(text):  # the generating checkout's commit is the one line that may differ
+        return [line for line in text.splitlines() if "decobench-generator-commit" not in line]
+    files = render_html(RESULTS, BOARD)
+    assert page((BOARD / "index.html").read_text()) == page(files.pop("index.html"))
+    for name, text in files.items():
+        assert (BOARD / name).read_text() == text, name
+    assert sorted(p.name for p in BOARD.glob("pareto-*.svg")) == sorted(files)  # none stale
+
+
 def test_decobench_validate_accepts_the_committed_results():
     assert problems([BOARD / "results"]) == {}

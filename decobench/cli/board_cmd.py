@@ -20,15 +20,18 @@ def _seeds(value: str) -> list[int]:
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="write the Markdown here too")
 @click.option("--csv", "csv_out", default=None, type=click.Path(dir_okay=False),
               help="write the tidy table (one record per group, row and metric) here")
+@click.option("--html", "html_out", default=None, type=click.Path(dir_okay=False),
+              help="write the static page here (index.html), its Pareto plots beside it")
 @click.option("--seeds", default="0,1,2", show_default=True,
               help="the seeds every row declares: a row shows only when all are present")
-def leaderboard(runs, out, csv_out, seeds):
+def leaderboard(runs, out, csv_out, html_out, seeds):
     """Validate every result.json under RUNS and print the comparison tables: per comparable group, each cell
     the mean and 95 % CI over the declared seeds, rows in privacy-utility Pareto tiers.
 
     \b
     Example:
-      decobench leaderboard --runs leaderboard/results --out leaderboard/embedded.md
+      decobench leaderboard --runs leaderboard/results --out leaderboard/embedded.md \\
+        --csv leaderboard/embedded.csv --html leaderboard/index.html
     """
     import pandas as pd
 
@@ -46,6 +49,16 @@ def leaderboard(runs, out, csv_out, seeds):
         atomic_write_text(out, text)
     if csv_out:
         atomic_write_text(csv_out, pd.DataFrame(tidy(groups(results, declared))).to_csv(index=False))
+    if html_out:
+        from pathlib import Path
+
+        from decobench.results.build import commit
+        from decobench.results.html import render_html
+
+        folder = Path(html_out).parent
+        files = render_html(results, folder, declared, commit())
+        for name, text in files.items():
+            atomic_write_text(folder / (Path(html_out).name if name == "index.html" else name), text)
 
 
 @click.command()
