@@ -141,3 +141,14 @@ def test_the_leaderboard_command_writes_the_tables_and_the_csv(tmp_path):
     df = pd.read_csv(csv)
     assert df.loc[(df.metric == "privacy_cls_race") & (df["row"] == "ce"), "mean"].item() == pytest.approx(0.31)
     assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--seeds", "0,1,2,3"]) == 0  # shown as missing
+
+
+def test_a_longer_training_run_is_its_own_row_not_a_second_copy_of_the_seed():
+    results = [_result("ce", s, 0.3, 0.3) for s in range(3)]
+    longer = [copy.deepcopy(r) for r in results]
+    for r in longer:
+        r["config"]["train"]["max_steps"] *= 2
+    rows = _group(results + longer).rows
+    steps = results[0]["config"]["train"]["max_steps"]
+    assert sorted(r.label for r in rows) == sorted([f"ce [train.max_steps={steps}]", f"ce [train.max_steps={2 * steps}]"])
+    assert all(r.complete for r in rows)

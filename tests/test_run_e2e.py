@@ -117,10 +117,12 @@ def test_leaderboard_groups_and_renders(quick_run):
     from decobench.cli.main import cli
 
     out, _, _ = quick_run
-    res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out)])
+    res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out), "--seeds", "0"])
     assert res.exit_code == 0, res.output
-    assert "Setup A, regime G, synthfaces-a: sensitive race, profile quick" in res.output
-    assert "| Baseline (Real) |" in res.output and "| ce_mask | 0 |" in res.output and "| baseline | 0 |" in res.output
+    assert "Data track, setup A, regime G, synthfaces-a: sensitive race, profile quick" in res.output
+    assert "| Baseline (Real) | | 0 |" in res.output and "| ce_mask | " in res.output and "| baseline | " in res.output
+    res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out)])  # seeds 0, 1, 2 declared, one run
+    assert "ce_mask: seed(s) 1, 2 of 0, 1, 2 not run" in res.output
 
 
 def test_leaderboard_keeps_hyperparameters_and_dp_budgets_apart(quick_run):
