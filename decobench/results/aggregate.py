@@ -109,6 +109,7 @@ class Group:
     rows: list[Row]
     references: list[Row]
     metrics: list[str]               # headline metrics, privacy first, then utility, then the rest
+    specs: dict[str, Cell] = field(default_factory=dict)  # per metric: direction, chance, majority, unit (one record)
     incomparable_with: str | None = None   # the key of the larger group it shares track/setup/regime/dataset with
     differs_in: list[str] = field(default_factory=list)
 
@@ -194,11 +195,15 @@ def groups(results: list[dict], seeds: list[int] | dict[str, list[int]] | None =
             raw[(r["comparability_key"], ev["dataset"])].append((r, ev))
     out = []
     for (key, ds), pairs in raw.items():
-        found = {k: m for _, ev in pairs for k, m in ev["metrics"].items() if m.get("headline", True)}
+        found = {}  # one record per headline metric, one with a value where any has one (n/a records lack majority)
+        for _, ev in pairs:
+            for k, m in ev["metrics"].items():
+                if m.get("headline", True) and (k not in found or found[k].get("value") is None):
+                    found[k] = m
         metrics = sorted(found, key=lambda k: (not k.startswith("privacy_"), not k.startswith("utility_"), k))
         declared = DEFAULT_SEEDS if seeds is None else seeds
         out.append(Group(key, key_components(pairs[0][0]), ds, _rows(pairs, metrics, declared),
-                         _references(pairs, metrics), metrics))
+                         _references(pairs, metrics), metrics, {k: Cell.of(k, [found[k]]) for k in metrics}))
     by_place = defaultdict(list)
     for g in out:
         c = g.components

@@ -150,9 +150,8 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
     if svg_name:
         out.append(f'<img src="{esc(svg_name)}" alt="Pareto plot: privacy against utility with CIs" width="500">')
     cols = g.metrics
-    first = {k: next((r.cells[k] for r in g.rows if k in r.cells and r.cells[k].mean is not None), None)
-             for k in cols}
-    arrow = {k: "↓" if first[k] is not None and first[k].direction == "lower_is_better" else "↑" for k in cols}
+    first = g.specs
+    arrow = {k: "↓" if first[k].direction == "lower_is_better" else "↑" for k in cols}
     out.append('<table class="board"><thead><tr><th>method</th><th>tier</th><th>seeds</th>'
                + "".join(f"<th>{esc(k)} {arrow[k]}</th>" for k in cols) + "</tr></thead><tbody>")
     out.append('<tr class="reference"><td>chance / majority</td><td></td><td></td>'

@@ -86,9 +86,8 @@ def render_group(g: Group) -> str:
                      f"another only where their CIs separate): "
                      + "; ".join(f"tier {t}: {', '.join(v)}" for t, v in sorted(by_tier.items())) + ".\n")
     cols = g.metrics
-    cells = {k: [r.cells[k] for r in g.rows if k in r.cells] for k in cols}
-    some = {k: next((c for c in v if c.mean is not None), v[0] if v else None) for k, v in cells.items()}
-    arrows = {k: "↓" if some[k] is not None and some[k].direction == "lower_is_better" else "↑" for k in cols}
+    some = g.specs
+    arrows = {k: "↓" if some[k].direction == "lower_is_better" else "↑" for k in cols}
     parts.append("| method | tier | seeds | " + " | ".join(f"{k} {arrows[k]}" for k in cols) + " |")
     parts.append("|---|---|---|" + "---|" * len(cols))
     parts.append("| chance / majority | | | " + " | ".join(_chance(some[k]) for k in cols) + " |")
