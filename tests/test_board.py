@@ -13,7 +13,8 @@ from decobench.results.build import comparability_key
 from decobench.results.leaderboard import render
 from decobench.results.pareto import tiers
 
-TEMPLATE = next(Path(__file__).resolve().parent.parent.glob("leaderboard/results/A/baseline/*/seed0/result.json"))
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = sorted(ROOT.glob("leaderboard/results/A/baseline/G-*/seed0/result.json"))[0]  # a data-track result
 
 
 def _result(method: str, seed: int, cls: float, age: float, gender: float = 0.7, **params) -> dict:
@@ -100,7 +101,7 @@ def test_validate_lists_every_problem_of_every_file(tmp_path):
     from decobench.cli.main import main
     from decobench.results.validate import problems
 
-    dp_file = next(TEMPLATE.parent.parent.parent.parent.glob("ce_dp/*/seed0/result.json"))
+    dp_file = sorted(TEMPLATE.parent.parent.parent.parent.glob("ce_dp/G-*/seed0/result.json"))[0]
     good = json.loads(TEMPLATE.read_text())
     _write(tmp_path, "a_good", good)
     _write(tmp_path, "again", good)                               # the same cell twice (read second)
