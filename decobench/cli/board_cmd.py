@@ -33,32 +33,13 @@ def leaderboard(runs, out, csv_out, html_out, seeds):
       decobench leaderboard --runs leaderboard/results --out leaderboard/embedded.md \\
         --csv leaderboard/embedded.csv --html leaderboard/index.html
     """
-    import pandas as pd
+    from decobench.results.board import write_board
 
-    from decobench.io import atomic_write_text
-    from decobench.results.aggregate import groups, tidy
-    from decobench.results.leaderboard import collect, render
-
-    declared = _seeds(seeds)
-    results = collect(runs, warn=lambda m: click.echo(m, err=True))
-    if not results:
-        raise click.ClickException(f"no result.json under {runs}")
-    text = render(results, declared)
+    try:
+        text = write_board(runs, _seeds(seeds), out, csv_out, html_out, warn=lambda m: click.echo(m, err=True))
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(text)
-    if out:
-        atomic_write_text(out, text)
-    if csv_out:
-        atomic_write_text(csv_out, pd.DataFrame(tidy(groups(results, declared))).to_csv(index=False))
-    if html_out:
-        from pathlib import Path
-
-        from decobench.results.build import commit
-        from decobench.results.html import render_html
-
-        folder = Path(html_out).parent
-        files = render_html(results, folder, declared, commit())
-        for name, text in files.items():
-            atomic_write_text(folder / (Path(html_out).name if name == "index.html" else name), text)
 
 
 @click.command()

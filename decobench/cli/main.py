@@ -16,6 +16,7 @@ from decobench.cli.fr_cmd import fr
 from decobench.cli.list_cmd import list_cmd
 from decobench.cli.run_cmd import run
 from decobench.cli.splits_cmd import splits
+from decobench.cli.suite_cmd import suite
 from decobench.data.base import DatasetError
 from decobench.registry import RegistryError
 from decobench.models.base import BaseModelError
@@ -55,11 +56,12 @@ cli.add_command(check)
 cli.add_command(fr)
 cli.add_command(leaderboard)
 cli.add_command(validate)
+cli.add_command(suite)
 
 
 def main(argv=None) -> int:
     try:
-        cli.main(args=argv, prog_name="decobench", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="decobench", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
     except USER_ERRORS as exc:
         click.echo(f"error: {' '.join(str(exc).split())}", err=True)
         return 2
-    return 0
+    return rv if isinstance(rv, int) else 0  # a command's click Exit(code) comes back as its return value
 
 
 if __name__ == "__main__":

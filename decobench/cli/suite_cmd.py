@@ -1,0 +1,101 @@
+"""``decobench suite plan|run``: a grid of runs, resumable, sharded across any scheduler."""
+
+from __future__ import annotations
+
+import click
+
+GRID_OPTIONS = [
+    click.option("--preset", default=None, help="a named grid: embedded, paper, trvg, quick"),
+    click.option("--grid", "grid_file", default=None, type=click.Path(dir_okay=False),
+                 help="a TOML grid of [[block]] tables (see decobench/suite/grid.py)"),
+    click.option("--shard", default=None, metavar="K/N", help="run only the K-th of N disjoint shards of the grid"),
+    click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
+                 help="result folder shared by every shard (stages computed once across them)"),
+]
+
+
+def grid_options(f):
+    for opt in reversed(GRID_OPTIONS):
+        f = opt(f)
+    return f
+
+
+def _cells(preset, grid_file, shard):
+    from decobench.suite.grid import load_grid, parse_shard
+    from decobench.suite.grid import shard as take
+
+    cells = load_grid(preset, grid_file)
+    k, n = parse_shard(shard)
+    return cells, take(cells, k, n)
+
+
+@click.group()
+def suite():
+    """Run grids of methods x setups x regimes x seeds: resumable, shardable, one board at the end.
+
+    \b
+    Examples:
+      decobench suite plan --preset embedded
+      decobench suite run --preset quick --out runs-quick --board runs-quick/board
+      decobench suite run --preset embedded --out runs --shard 3/8
+    """
+
+
+@suite.command()
+@grid_options
+@click.option("--commands", is_flag=True, help="print each cell's decobench run line instead of the table")
+def plan(preset, grid_file, shard, out, commands):
+    """List the grid's cells (this shard's) with their state under --out: done, failed or todo."""
+    from decobench.suite.run import status
+
+    cells, mine = _cells(preset, grid_file, shard)
+    states = {c.id: status(c, out) for c in mine}
+    if commands:
+        for c in mine:
+            click.echo(c.command() + f" --out {out}")
+        return
+    for c in mine:
+        click.echo(f"{states[c.id]:6s} {c.id}")
+    counts = {s: list(states.values()).count(s) for s in ("done", "failed", "todo")}
+    click.echo(f"{len(mine)} of {len(cells)} cells in this shard: {counts['done']} done, {counts['failed']} failed, "
+               f"{counts['todo']} to run")
+
+
+@suite.command(name="run")
+@grid_options
+@click.option("--base", "base_name", default="tiny-synthface", show_default=True,
+              type=click.Choice(["tiny-synthface", "sd15"]))
+@click.option("--base-path", type=click.Path(), default=None, help="local diffusers folder of the base model")
+@click.option("--data-root", type=click.Path(), default=None, help="folder holding fairface/ and utkface/")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--board", default=None, type=click.Path(file_okay=False),
+              help="when every cell is done, write the board here (README.md tables, board.csv, index.html)")
+def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, device, board):
+    """Run the cells of the grid (this shard's) that are not done yet; a failed cell is recorded and the rest go
+    on; exit 1 when a cell failed."""
+    from pathlib import Path
+
+    from decobench.suite.run import run_suite
+
+    cells, mine = _cells(preset, grid_file, shard)
+    outcome = run_suite(mine, out, {"base_name": base_name, "base_path": base_path, "data_root": data_root,
+                                    "device": device}, echo=click.echo)
+    click.echo(f"suite: ran {len(outcome.ran)}, {len(outcome.skipped)} done before, {len(outcome.failed)} failed")
+    for cid, line in outcome.failed.items():
+        click.echo(f"  failed {cid}: {line} (log: {Path(out) / '.suite' / 'logs' / (cid + '.log')})", err=True)
+    if board and not outcome.failed:
+        from decobench.suite.run import status
+        from decobench.results.board import write_board
+
+        left = [c for c in cells if status(c, out) != "done"]
+        if left:
+            click.echo(f"board not written: {len(left)} cell(s) of the grid are not done (other shards?); "
+                       f"rerun with --board once they are", err=True)
+        else:
+            seeds = sorted({c.seed for c in cells})
+            Path(board).mkdir(parents=True, exist_ok=True)
+            write_board(out, seeds, Path(board) / "README.md", Path(board) / "board.csv", Path(board) / "index.html",
+                        warn=lambda m: click.echo(m, err=True))
+            click.echo(f"wrote the board to {board}")
+    if outcome.failed:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,32 @@
+"""Write the board's files (Markdown, tidy CSV, static page with its plots) from a folder of result files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_board(runs: str | Path, seeds: list[int], md=None, csv=None, html=None, warn=print) -> str:
+    """Validate and aggregate every result.json under ``runs``; write the files asked for (atomically);
+    return the Markdown. Raises ``FileNotFoundError`` when there is no result file."""
+    import pandas as pd
+
+    from decobench.io import atomic_write_text
+    from decobench.results.aggregate import groups, tidy
+    from decobench.results.leaderboard import collect, render
+
+    results = collect(runs, warn=warn)
+    if not results:
+        raise FileNotFoundError(f"no result.json under {runs}")
+    text = render(results, seeds)
+    if md:
+        atomic_write_text(md, text)
+    if csv:
+        atomic_write_text(csv, pd.DataFrame(tidy(groups(results, seeds))).to_csv(index=False))
+    if html:
+        from decobench.results.build import commit
+        from decobench.results.html import render_html
+
+        folder = Path(html).parent
+        for name, content in render_html(results, folder, seeds, commit()).items():
+            atomic_write_text(folder / (Path(html).name if name == "index.html" else name), content)
+    return text

@@ -1,0 +1,179 @@
+"""Run a grid's cells: resumable, shardable, safe to run beside other workers on one shared ``--out``.
+
+* A cell whose ``result.json`` exists is done and skipped; a cell's stages (latents, the real-data
+  classifiers, a method's training, its release) sit in ``<out>/.cache`` and are reused by every cell
+  and every shard that needs them; the stage cache's file locks make a shared stage be computed once
+  while the others wait for it (:mod:`decobench.run.cache`).
+* Each cell is claimed with a non-blocking file lock (``<out>/.suite/locks``): a second worker on the
+  same grid moves on to the next free cell and comes back to the busy ones at the end, so N plain
+  ``decobench suite run`` processes, or N shards, never compute one cell twice.
+* A failing cell does not stop the suite: its error lands in ``<out>/.suite/failed/<cell>.json``
+  (what the board reports as "failed") and its full log in ``<out>/.suite/logs/<cell>.log``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from decobench.io import atomic_write_json
+from decobench.suite.grid import Cell
+
+
+def cell_dir(cell: Cell, out: str | Path) -> Path:
+    """The folder ``decobench run`` writes this cell's result.json into (resolving its config, running nothing)."""
+    from decobench.registry import methods
+    from decobench.run.config import resolve
+    from decobench.run.runner import run_folder
+
+    cfg, _ = resolve(cell.profile, methods.get(cell.method), cell.method, cell.overrides(), cell.sensitive)
+    return run_folder(Path(out), cell.setup, cell.method, cell.regime, cfg, cell.seed)
+
+
+def suite_dir(out: str | Path) -> Path:
+    return Path(out) / ".suite"
+
+
+def status(cell: Cell, out: str | Path) -> str:
+    """done (its result.json exists), failed (its last attempt raised) or todo."""
+    if (cell_dir(cell, out) / "result.json").is_file():
+        return "done"
+    if (suite_dir(out) / "failed" / f"{cell.id}.json").is_file():
+        return "failed"
+    return "todo"
+
+
+@contextmanager
+def claim(cell: Cell, out: str | Path, wait: bool):
+    """Hold the cell's lock for the block; yields False (without blocking) when another worker holds it."""
+    path = suite_dir(out) / "locks" / f"{cell.id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass
+class Estimate:
+    """Seconds per cell from finished cells (their result.json's total time), by track and method, then by
+    track, then overall: the suite's ETA sums it over the cells left."""
+
+    seconds: dict[tuple, list[float]] = field(default_factory=dict)
+
+    def add(self, cell: Cell, s: float) -> None:
+        for key in ((cell.track, cell.profile, cell.method), (cell.track, cell.profile), ()):
+            self.seconds.setdefault(key, []).append(s)
+
+    def of(self, cell: Cell) -> float | None:
+        for key in ((cell.track, cell.profile, cell.method), (cell.track, cell.profile), ()):
+            if self.seconds.get(key):
+                return sum(self.seconds[key]) / len(self.seconds[key])
+        return None
+
+    def left(self, cells: list[Cell]) -> float | None:
+        per = [self.of(c) for c in cells]
+        return None if any(p is None for p in per) else sum(per)
+
+
+def _seconds_of(cell: Cell, out) -> float | None:
+    try:
+        return float(json.loads((cell_dir(cell, out) / "result.json").read_text())["seconds"]["total"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _hms(s: float | None) -> str:
+    if s is None:
+        return "ETA after the first cell"
+    s = int(round(s))
+    return f"ETA {s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@dataclass
+class Outcome:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)      # done before this invocation
+    failed: dict[str, str] = field(default_factory=dict)  # cell id -> error line
+
+
+def run_cell(cell: Cell, out, run_kwargs: dict, log) -> None:
+    """One cell through ``decobench run``'s code path (the default runner; tests pass their own)."""
+    from decobench.run.runner import run_benchmark
+
+    run_benchmark(cell.method, cell.setup, cell.regime, cell.seed, cell.profile,
+                  out=out, overrides=cell.overrides(), sensitive=cell.sensitive,
+                  attacks=list(cell.attacks) if cell.attacks else None, log=log, track=cell.track, **run_kwargs)
+
+
+def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None, echo=print,
+              runner=None, progress: bool = True) -> Outcome:
+    """Run every cell not yet done (see the module doc); returns what ran, what was done, what failed."""
+    from tqdm.auto import tqdm
+
+    out, run_kwargs, runner = Path(out), run_kwargs or {}, runner or run_cell
+    sd = suite_dir(out)
+    for sub in ("logs", "failed", "locks"):
+        (sd / sub).mkdir(parents=True, exist_ok=True)
+    outcome, estimate = Outcome(), Estimate()
+    todo = []
+    for c in cells:
+        if status(c, out) == "done":
+            outcome.skipped.append(c.id)
+            if (s := _seconds_of(c, out)) is not None:
+                estimate.add(c, s)
+        else:
+            todo.append(c)
+    echo(f"suite: {len(cells)} cells, {len(outcome.skipped)} done already, {len(todo)} to run; logs in {sd / 'logs'}")
+    bar = tqdm(total=len(todo), unit="cell", desc="suite", disable=not progress or not todo,
+               bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed} {postfix}")
+    bar.set_postfix_str(_hms(estimate.left(todo)))
+
+    def attempt(cell: Cell, wait: bool) -> bool:
+        with claim(cell, out, wait) as mine:
+            if not mine:
+                return False
+            if status(cell, out) == "done":  # another worker finished it while this one waited
+                outcome.skipped.append(cell.id)
+                return True
+            failed = sd / "failed" / f"{cell.id}.json"
+            t0 = time.time()
+            with open(sd / "logs" / f"{cell.id}.log", "a") as logf:
+                logf.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {cell.command()}\n")
+                try:
+                    runner(cell, out, run_kwargs, lambda *a: print(*a, file=logf, flush=True))
+                except Exception as exc:  # noqa: BLE001 - one cell's failure is recorded, the suite goes on
+                    logf.write(traceback.format_exc())
+                    line = " ".join(f"{type(exc).__name__}: {exc}".split())
+                    outcome.failed[cell.id] = line
+                    atomic_write_json(failed, {"cell": asdict(cell), "command": cell.command(), "error": line,
+                                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                    bar.write(f"FAILED {cell.id}: {line}")
+                    return True
+            failed.unlink(missing_ok=True)
+            outcome.ran.append(cell.id)
+            estimate.add(cell, _seconds_of(cell, out) or time.time() - t0)
+            return True
+
+    busy = []
+    for k, cell in enumerate(todo):
+        if not attempt(cell, wait=False):
+            busy.append(cell)  # another worker has it: come back at the end
+        bar.update(0 if cell in busy else 1)
+        bar.set_postfix_str(_hms(estimate.left([c for c in todo[k + 1:]])))
+    for cell in busy:  # wait for the other worker; redo the cell only if it did not finish it
+        attempt(cell, wait=True)
+        bar.update(1)
+    bar.close()
+    return outcome

@@ -1,0 +1,185 @@
+"""``decobench suite``: grids expand and check, shards are disjoint and cover the grid, runs resume, failures
+are recorded, and concurrent workers (shards or not) never compute a cell twice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from decobench.cli.main import main
+from decobench.registry import methods
+from decobench.run.config import ConfigError
+from decobench.suite.grid import PRESETS, expand, load_grid, parse_shard, shard
+from decobench.suite.run import cell_dir, run_suite, status
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_runner(calls: list | None = None, fail: set = frozenset()):
+    """Writes the cell's result.json where ``decobench run`` would (no training); fails for the cells named."""
+    def run(cell, out, kwargs, log):
+        if calls is not None:
+            calls.append(cell.id)
+        if cell.id in fail:
+            raise ValueError("planted failure")
+        d = cell_dir(cell, out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "result.json").write_text(json.dumps({"seconds": {"total": 2.0}}))
+    return run
+
+
+def test_the_embedded_preset_is_every_method_on_its_tracks():
+    cells = load_grid("embedded")
+    data = [m for m in methods.names() if "data" in methods.get(m).tracks]
+    model = [m for m in methods.names() if "model" in methods.get(m).tracks]
+    assert len(cells) == len(data) * 3 * 2 * 3 + len(model) * 3
+    assert len({c.id for c in cells}) == len(cells)
+    assert {c.method for c in cells if c.track == "model"} == set(model)
+    assert {c.regime for c in cells if c.track == "data"} == {"G", "V+G"}
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_shards_are_disjoint_and_cover_the_grid(n):
+    cells = load_grid("embedded")
+    parts = [shard(cells, k, n) for k in range(1, n + 1)]
+    ids = [c.id for p in parts for c in p]
+    assert sorted(ids) == sorted(c.id for c in cells) and len(set(ids)) == len(ids)
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"block": [{"track": "data", "methods": ["dplh"]}]}, "runs on the model track"),
+    ({"block": [{"track": "data", "regimes": ["X"]}]}, "regime 'X'"),
+    ({"block": [{"track": "data", "colour": 1}]}, "unknown key(s) colour"),
+    ({"seeds": [0, -1], "block": [{"track": "data"}]}, "non-negative integers"),
+    ({"block": []}, "no [[block]] tables"),
+    ({"block": [{"track": "cloak"}]}, "track 'cloak'"),
+])
+def test_a_bad_grid_is_a_clear_error(grid, message):
+    with pytest.raises(ConfigError, match=__import__("re").escape(message)):
+        expand(grid)
+
+
+def test_bad_grid_file_and_shard_exit_2(tmp_path, capsys):
+    bad = tmp_path / "grid.toml"
+    bad.write_text("block = [ {")
+    assert main(["suite", "plan", "--grid", str(bad)]) == 2
+    assert main(["suite", "plan", "--grid", str(tmp_path / "missing.toml")]) == 2
+    assert main(["suite", "plan", "--preset", "quick", "--shard", "0/2"]) == 2
+    assert main(["suite", "plan", "--preset", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "not valid TOML" in err and "does not exist" in err and "K/N" in err and "unknown preset" in err
+    with pytest.raises(ConfigError):
+        parse_shard("3")
+
+
+def test_a_toml_grid_reads_like_the_preset(tmp_path):
+    f = tmp_path / "grid.toml"
+    f.write_text(textwrap.dedent("""
+        seeds = [0, 1, 2]
+        profile = "quick"
+        [[block]]
+        track = "data"
+        methods = ["baseline", "ce"]
+        setups = ["A"]
+        regimes = ["G"]
+        [[block]]
+        track = "model"
+        methods = "baseline"
+        seeds = 0
+        set = { "eval.mia_references" = 2 }
+    """))
+    cells = load_grid(path=f)
+    assert [c.id for c in cells if c.track == "data"] == [c.id for c in load_grid("quick")]
+    (m,) = [c for c in cells if c.track == "model"]
+    assert m.sets == (("eval.mia_references", "2"),) and m.seed == 0
+    assert "--set eval.mia_references=2" in m.command()
+
+
+def test_plan_finds_the_committed_results():
+    """The suite locates a cell's result where ``decobench run`` wrote it: every committed result is a done cell
+    of the embedded preset."""
+    committed = {p.parent for p in (REPO / "leaderboard" / "results").rglob("result.json")}
+    done = {cell_dir(c, REPO / "leaderboard" / "results") for c in load_grid("embedded")}
+    assert committed and committed <= done
+
+
+def test_the_suite_resumes_and_records_failures(tmp_path, capsys):
+    cells = load_grid("quick")
+    calls = []
+    out = run_suite(cells, tmp_path, runner=fake_runner(calls, fail={cells[1].id}), progress=False)
+    assert out.ran == [c.id for c in cells if c.id != cells[1].id] and list(out.failed) == [cells[1].id]
+    assert status(cells[1], tmp_path) == "failed"
+    record = json.loads((tmp_path / ".suite" / "failed" / f"{cells[1].id}.json").read_text())
+    assert "planted failure" in record["error"] and record["command"].startswith("decobench run")
+    assert "planted failure" in (tmp_path / ".suite" / "logs" / f"{cells[1].id}.log").read_text()
+    calls.clear()
+    again = run_suite(cells, tmp_path, runner=fake_runner(calls), progress=False)
+    assert calls == [cells[1].id] and again.failed == {}  # only the failed cell runs again
+    assert status(cells[1], tmp_path) == "done"
+    assert run_suite(cells, tmp_path, runner=fake_runner(calls), progress=False).ran == []
+
+
+WORKER = """
+import json, sys, time
+from pathlib import Path
+from decobench.suite.grid import load_grid, parse_shard, shard
+from decobench.suite.run import cell_dir, run_suite
+
+out, shard_arg = Path(sys.argv[1]), sys.argv[2]
+def run(cell, out, kwargs, log):
+    with open(out / "calls.txt", "a") as f:
+        f.write(cell.id + "\\n")
+    time.sleep(0.3)
+    d = cell_dir(cell, out)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "result.json").write_text(json.dumps({"seconds": {"total": 0.3}}))
+cells = load_grid("quick")
+k, n = parse_shard(shard_arg)
+run_suite(shard(cells, k, n), out, runner=run, progress=False, echo=lambda *a: None)
+"""
+
+
+@pytest.mark.parametrize("shards", [["1/1", "1/1", "1/1"], ["1/2", "2/2"]])
+def test_concurrent_workers_compute_each_cell_once(tmp_path, shards):
+    """Three plain workers on one grid, or two shards: every cell runs exactly once, and all are done."""
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), s], cwd=REPO) for s in shards]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    calls = (tmp_path / "calls.txt").read_text().split()
+    cells = load_grid("quick")
+    assert sorted(calls) == sorted(c.id for c in cells)
+    assert all(status(c, tmp_path) == "done" for c in cells)
+
+
+def test_suite_run_cli_writes_the_board_only_when_the_grid_is_done(tmp_path, monkeypatch):
+    import decobench.suite.run as suite_run
+
+    monkeypatch.setattr(suite_run, "run_cell", fake_runner(fail={load_grid("quick")[0].id}))
+    assert main(["suite", "run", "--preset", "quick", "--out", str(tmp_path), "--board", str(tmp_path / "b")]) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_presets_are_valid_grids():
+    for name in PRESETS:
+        assert load_grid(name)
+
+
+def test_a_finished_grid_writes_the_board(tmp_path):
+    """Over the committed results (the data-track A/G cells are all done), the suite runs nothing and writes
+    the board: the same tables as the committed one."""
+    import shutil
+
+    shutil.copytree(REPO / "leaderboard" / "results", tmp_path / "runs")
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[block]]\ntrack = "data"\nmethods = ["baseline", "ce", "ce_dp", "ce_mask", "metric"]\n')
+    assert main(["suite", "run", "--grid", str(grid), "--out", str(tmp_path / "runs"),
+                 "--board", str(tmp_path / "board")]) == 0
+    board = tmp_path / "board"
+    assert (board / "README.md").read_text().strip() == (REPO / "leaderboard" / "embedded.md").read_text().strip()
+    assert (board / "board.csv").read_text() == (REPO / "leaderboard" / "embedded.csv").read_text()
+    assert (board / "index.html").is_file()
