@@ -58,7 +58,11 @@ def test_each_result_matches_the_code_at_head(r):
 
 
 def test_committed_table_is_rendered_from_the_committed_results():
-    assert (BOARD / "embedded.md").read_text().strip() == render(RESULTS).strip()
+    from decobench.results.html import input_hash
+
+    first, text = (BOARD / "embedded.md").read_text().split("\n", 1)
+    assert first.startswith("<!-- decobench leaderboard from") and f"input sha256 {input_hash(RESULTS)}," in first
+    assert text.strip() == render(RESULTS).strip()
     committed = pd.read_csv(BOARD / "embedded.csv")
     again = pd.read_csv(io.StringIO(pd.DataFrame(tidy(groups(RESULTS))).to_csv(index=False)))
     pd.testing.assert_frame_equal(committed, again)

@@ -69,7 +69,8 @@ def plan(preset, grid_file, shard, out, commands):
 @click.option("--data-root", type=click.Path(), default=None, help="folder holding fairface/ and utkface/")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--board", default=None, type=click.Path(file_okay=False),
-              help="when every cell is done, write the board here (README.md tables, board.csv, index.html)")
+              help="when every cell is done, write the board here: NAME.md tables, NAME.csv, index.html and its "
+                   "plots (NAME: the preset, or the grid file's stem)")
 def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, device, board):
     """Run the cells of the grid (this shard's) that are not done yet; a failed cell is recorded and the rest go
     on; exit 1 when a cell failed."""
@@ -94,8 +95,9 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
         else:
             seeds = sorted({c.seed for c in cells})
             Path(board).mkdir(parents=True, exist_ok=True)
-            write_board(out, seeds, Path(board) / "README.md", Path(board) / "board.csv", Path(board) / "index.html",
-                        warn=lambda m: click.echo(m, err=True))
+            name = preset or Path(grid_file).stem
+            write_board(out, seeds, Path(board) / f"{name}.md", Path(board) / f"{name}.csv",
+                        Path(board) / "index.html", warn=lambda m: click.echo(m, err=True))
             click.echo(f"wrote the board to {board}")
     if outcome.failed:
         raise click.exceptions.Exit(1)

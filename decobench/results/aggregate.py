@@ -32,7 +32,7 @@ REFERENCES = (("Baseline (Real)", "baseline_real"), ("real vs real (floor)", "re
 def key_components(result: dict) -> dict:
     """What must be equal for two results to be compared: every input except the method and the seed."""
     c = result["config"]
-    return {"schema_major": SCHEMA_VERSION, "setup": result["setup"], "regime": result["regime"],
+    return {"schema_major": result.get("schema_origin", SCHEMA_VERSION), "setup": result["setup"], "regime": result["regime"],
             "track": result.get("track", "data"), "sensitive": result["sensitive"],
             "split_hashes": result["split_hashes"], "fingerprints": result["data_fingerprints"],
             "base": result["base_model"], "base_weights": result["base_weights"], "resolution": result["resolution"],

@@ -5,6 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def provenance_line(results: list[dict]) -> str:
+    """The Markdown's first line: the result set's hash and the generating commit (the page carries both too)."""
+    from decobench.results.build import commit
+    from decobench.results.html import input_hash
+
+    return (f"<!-- decobench leaderboard from {len(results)} result files, input sha256 {input_hash(results)}, "
+            f"generator commit {commit()} -->")
+
+
 def write_board(runs: str | Path, seeds: list[int], md=None, csv=None, html=None, warn=print) -> str:
     """Validate and aggregate every result.json under ``runs``; write the files asked for (atomically);
     return the Markdown. Raises ``FileNotFoundError`` when there is no result file."""
@@ -19,7 +28,7 @@ def write_board(runs: str | Path, seeds: list[int], md=None, csv=None, html=None
         raise FileNotFoundError(f"no result.json under {runs}")
     text = render(results, seeds)
     if md:
-        atomic_write_text(md, text)
+        atomic_write_text(md, provenance_line(results) + "\n\n" + text)
     if csv:
         atomic_write_text(csv, pd.DataFrame(tidy(groups(results, seeds))).to_csv(index=False))
     if html:

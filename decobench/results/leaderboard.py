@@ -14,7 +14,8 @@ from pathlib import Path
 
 from decobench.results.aggregate import Cell, Group, groups
 from decobench.results.pareto import axes, tiers
-from decobench.results.schema import SCHEMA_VERSION, validate
+from decobench.results.migrate import MIGRATIONS, migrate
+from decobench.results.schema import SCHEMA_VERSION
 
 
 def collect(root: str | Path, warn=print) -> list[dict]:
@@ -23,10 +24,10 @@ def collect(root: str | Path, warn=print) -> list[dict]:
         if ".cache" in p.parts:
             continue
         r = json.loads(p.read_text())
-        if r.get("schema_version") != SCHEMA_VERSION:
+        if r.get("schema_version") != SCHEMA_VERSION and r.get("schema_version") not in MIGRATIONS:
             warn(f"skipping {p}: schema v{r.get('schema_version')}, not v{SCHEMA_VERSION} (regenerate it)")
             continue
-        validate(r)
+        r = migrate(r)  # an older schema is read into the current one, and keyed apart (results/migrate.py)
         r["_path"] = str(p)
         out.append(r)
     return out
@@ -66,7 +67,8 @@ def _heading(g: Group) -> str:
     where = f"{c['track'].capitalize()} track, setup {c['setup']}, regime {c['regime']}, {g.dataset}"
     model = (f"encoder {r0['base_model']} @ {r0['resolution']} px" if c["track"] == "model"
              else f"base {r0['base_model']} @ {r0['resolution']} px, prompt {c['prompt_policy']}")
-    out = f"### {where}: sensitive {c['sensitive']}, profile {c['profile']}, {model} (key {g.key})\n"
+    old = f", migrated from schema v{r0['schema_origin']}" if r0.get("schema_origin") else ""
+    out = f"### {where}: sensitive {c['sensitive']}, profile {c['profile']}, {model}{old} (key {g.key})\n"
     if g.incomparable_with:
         out += (f"\n**Not comparable with group {g.incomparable_with}** (differs in "
                 f"{', '.join(g.differs_in)}): its rows are neither averaged nor ranked with that group's.\n")

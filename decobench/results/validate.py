@@ -1,6 +1,6 @@
 """``decobench validate RESULT...``: every problem of a set of result files, listed at once.
 
-Per file: readable JSON of the current schema (every schema problem by field); split hashes and data
+Per file: readable JSON of the current schema, or of an older one it migrates (every schema problem by field); split hashes and data
 fingerprints equal to the committed splits' manifest; the comparability key recomputes; provenance (a
 clean commit, package versions); a DP block consistent with Opacus's accountant (ε recomputed from the
 recorded history, steps, q). Across files: no cell twice (same comparability key, method, hyperparameters
@@ -14,7 +14,8 @@ import math
 from pathlib import Path
 
 from decobench.results.build import comparability_key
-from decobench.results.schema import SCHEMA_VERSION, schema_problems
+from decobench.results.migrate import MIGRATIONS, migrate
+from decobench.results.schema import SCHEMA_VERSION, ResultValidationError, schema_problems
 
 
 def result_files(paths: list[str | Path]) -> list[Path]:
@@ -44,7 +45,9 @@ def _splits(result: dict, splits_root) -> list[str]:
             out.append(f"split_hashes/{name}: {', '.join(bad)} differ from the committed splits (the run used "
                        f"other splits; rerun it on the committed ones)")
         fp = result.get("data_fingerprints", {}).get(name)
-        if fp != manifest["dataset_fingerprint"]:
+        if str(fp).startswith("unknown"):
+            out.append(f"data_fingerprints/{name}: {fp}: the data behind the result cannot be checked (regenerate it)")
+        elif fp != manifest["dataset_fingerprint"]:
             out.append(f"data_fingerprints/{name}: {str(fp)[:12]} is not the committed splits' dataset "
                        f"({manifest['dataset_fingerprint'][:12]}): other labels or files")
     return out
@@ -75,8 +78,13 @@ def _dp(dp: dict) -> list[str]:
 
 def file_problems(result: dict, splits_root=None) -> list[str]:
     if result.get("schema_version") != SCHEMA_VERSION:
-        return [f"schema_version: v{result.get('schema_version')}, this decobench reads v{SCHEMA_VERSION} "
-                f"(regenerate the result, or migrate it)"]
+        if result.get("schema_version") not in MIGRATIONS:
+            return [f"schema_version: v{result.get('schema_version')}, this decobench reads v{SCHEMA_VERSION} and "
+                    f"migrates v{', v'.join(map(str, MIGRATIONS))} (regenerate the result)"]
+        try:
+            result = migrate(result)
+        except ResultValidationError as exc:
+            return [f"schema v{result.get('schema_version')} file does not migrate: {' '.join(str(exc).split())}"]
     out = schema_problems(result)
     if out:
         return out  # the checks below read fields the schema guarantees
