@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def provenance_line(results: list[dict]) -> str:
+def provenance_line(results: list[dict], commit: str) -> str:
     """The Markdown's first line: the result set's hash and the generating commit (the page carries both too)."""
-    from decobench.results.build import commit
     from decobench.results.html import input_hash
 
     return (f"<!-- decobench leaderboard from {len(results)} result files, input sha256 {input_hash(results)}, "
-            f"generator commit {commit()} -->")
+            f"generator commit {commit} -->")
 
 
 def write_board(runs: str | Path, seeds: list[int], md=None, csv=None, html=None, warn=print) -> str:
@@ -23,19 +22,21 @@ def write_board(runs: str | Path, seeds: list[int], md=None, csv=None, html=None
     from decobench.results.aggregate import groups, tidy
     from decobench.results.leaderboard import collect, render
 
+    from decobench.results.build import commit
+
+    made_by = commit()  # before the first file is written: the tree is clean or not for all of them alike
     results = collect(runs, warn=warn)
     if not results:
         raise FileNotFoundError(f"no result.json under {runs}")
     text = render(results, seeds)
     if md:
-        atomic_write_text(md, provenance_line(results) + "\n\n" + text)
+        atomic_write_text(md, provenance_line(results, made_by) + "\n\n" + text)
     if csv:
         atomic_write_text(csv, pd.DataFrame(tidy(groups(results, seeds))).to_csv(index=False))
     if html:
-        from decobench.results.build import commit
         from decobench.results.html import render_html
 
         folder = Path(html).parent
-        for name, content in render_html(results, folder, seeds, commit()).items():
+        for name, content in render_html(results, folder, seeds, made_by).items():
             atomic_write_text(folder / (Path(html).name if name == "index.html" else name), content)
     return text
