@@ -20,9 +20,8 @@ def write_board(runs: str | Path, seeds: list[int], md=None, csv=None, html=None
 
     from decobench.io import atomic_write_text
     from decobench.results.aggregate import groups, tidy
-    from decobench.results.leaderboard import collect, render
-
     from decobench.results.build import commit
+    from decobench.results.leaderboard import collect, render
 
     made_by = commit()  # before the first file is written: the tree is clean or not for all of them alike
     results = collect(runs, warn=warn)
