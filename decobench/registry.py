@@ -169,7 +169,8 @@ methods = Registry("methods", "decobench.methods", check=_method_check,
                    builtin_modules=("decobench.methods.baseline", "decobench.methods.ce",
                                     "decobench.methods.ce_mask", "decobench.methods.metric",
                                     "decobench.methods.ce_dp", "decobench.methods.adv_recon",
-                                    "decobench.methods.mtl_adv_dp", "decobench.methods.dplh"))
+                                    "decobench.methods.mtl_adv_dp", "decobench.methods.dplh",
+                                    "decobench.methods.cloaks"))
 def _attack_check(obj):
     from decobench.attacks.base import attack_check
     return attack_check(obj)
@@ -180,7 +181,7 @@ attacks = Registry("attacks", "decobench.attacks", check=_attack_check,
                                     "decobench.attacks.quality", "decobench.attacks.linkage",
                                     "decobench.attacks.mia_generator", "decobench.attacks.inversion",
                                     "decobench.attacks.mia_model", "decobench.attacks.feature_inversion",
-                                    "decobench.attacks.heads"))
+                                    "decobench.attacks.heads", "decobench.attacks.fr_protection"))
 datasets = Registry("datasets", "decobench.datasets",
                     builtin_modules=("decobench.data.synthfaces.dataset", "decobench.data.fairface",
                                      "decobench.data.utkface", "decobench.data.celeba"))

@@ -58,7 +58,9 @@ def test_shards_are_disjoint_and_cover_the_grid(n):
     ({"block": [{"track": "data", "colour": 1}]}, "unknown key(s) colour"),
     ({"seeds": [0, -1], "block": [{"track": "data"}]}, "non-negative integers"),
     ({"block": []}, "no [[block]] tables"),
-    ({"block": [{"track": "cloak"}]}, "track 'cloak'"),
+    ({"block": [{"track": "video"}]}, "track 'video'"),
+    ({"block": [{"track": "cloak", "methods": ["fi_uap"], "sweep": {"method.k": 2}}]}, "sweep must be a table"),
+    ({"block": [{"track": "cloak", "methods": ["ce"]}]}, "runs on the data, model track(s), not cloak"),
 ])
 def test_a_bad_grid_is_a_clear_error(grid, message):
     with pytest.raises(ConfigError, match=__import__("re").escape(message)):
@@ -185,3 +187,12 @@ def test_a_finished_grid_writes_the_board(tmp_path):
     assert tables(board / "grid.md") == tables(REPO / "leaderboard" / "embedded.md")
     assert (board / "grid.csv").read_text() == (REPO / "leaderboard" / "embedded.csv").read_text()
     assert (board / "index.html").is_file()
+
+
+def test_the_cloak_table_grid_sweeps_surrogates_and_finds_its_folders(tmp_path):
+    cells = load_grid(path=REPO / "leaderboard" / "grids" / "cloaks-100.toml")
+    assert len(cells) == 4 * 3 * 3 and {c.setup for c in cells} == {"PC"}
+    assert {dict(c.sets)["method.surrogate"] for c in cells} == {"resnet-arcface", "resnet-cosface", "resnet-softmax"}
+    assert "--setup" not in cells[0].command()
+    assert len({cell_dir(c, tmp_path) for c in cells}) == len(cells)
+    assert len(load_grid("cloaks")) == 36

@@ -129,6 +129,20 @@ class ModelRelease:
 
 
 @dataclass
+class CloakRelease:
+    """The cloak track: what each protected person releases is their photos with their own mask on.
+
+    ``data``: the people (crafting and test photos, distractors: :class:`decobench.cloaks.data.CloakData`);
+    ``masks``: float [identities, 3, H, W] in [-eps, eps] of 1 (one mask per person); ``surrogate``: the zoo
+    model the masks were crafted on (a target equal to it is white-box)."""
+
+    kind = "cloak"
+    data: object
+    masks: torch.Tensor
+    surrogate: str
+
+
+@dataclass
 class AttackResult:
     metrics: dict[str, dict]
     reference: dict[str, dict] = field(default_factory=dict)

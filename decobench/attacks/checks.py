@@ -48,11 +48,23 @@ def check_attack(name: str) -> list[str]:
                 problems.append(f"calibration {c.case}: {c.metric} {c.value:.4f} CI {c.ci} — expected {c.expect}")
     except Exception as exc:
         problems.append(f"calibrate() raised {type(exc).__name__}: {exc}")
+    runs = []
+    if "cloak" in cls.accepts:  # ten people under random +-8 masks, one target
+        from decobench.attacks.base import CloakRelease
+        from decobench.cloaks.data import synthfaces
+        from decobench.run.cloak_track import CloakTrackConfig
+
+        people = synthfaces(10, 200)
+        masks = (torch.rand(10, 3, *people.test.shape[2:4], generator=torch.Generator().manual_seed(0)) * 2 - 1) * 8 / 255
+        runs.append((CloakTrackConfig(targets=("resnet-arcface",), bootstrap=100),
+                     lambda: CloakRelease(people, masks, "resnet-arcface")))
     if "data" in cls.accepts:
         cfg = PROFILES["quick"].eval.model_copy(update={"classifier": PROFILES["quick"].eval.classifier.model_copy(
             update={"max_epochs": 1}), "bootstrap": 100, "quality_subsets": 2})
+        runs.append((cfg, small_release))
+    for cfg, release in runs:
         try:
-            res = cls(AttackContext(cfg=cfg)).run(small_release())
+            res = cls(AttackContext(cfg=cfg)).run(release())
         except Exception as exc:
             return problems + [f"run(release) raised {type(exc).__name__}: {exc}"]
         if not res.metrics:

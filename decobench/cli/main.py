@@ -11,6 +11,7 @@ from decobench.cli.attacks_cmd import attacks
 from decobench.cli.base_cmd import base
 from decobench.cli.board_cmd import leaderboard, validate
 from decobench.cli.check_cmd import check
+from decobench.cli.cloaks_cmd import cloaks
 from decobench.cli.data_cmd import data
 from decobench.cli.fr_cmd import fr
 from decobench.cli.list_cmd import list_cmd
@@ -57,6 +58,7 @@ cli.add_command(fr)
 cli.add_command(leaderboard)
 cli.add_command(validate)
 cli.add_command(suite)
+cli.add_command(cloaks)
 
 
 def main(argv=None) -> int:

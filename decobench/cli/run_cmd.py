@@ -24,9 +24,11 @@ def parse_sets(values, option: str = "--set") -> dict:
 
 @click.command()
 @click.option("--method", required=True, help="decoupling method (decobench list methods)")
-@click.option("--setup", required=True, help="A, B or C (decobench list setups)")
-@click.option("--track", default="data", show_default=True, type=click.Choice(["data", "model"]),
-              help="data: release a synthetic copy through a LoRA (DECO-Bench); model: release a trained encoder")
+@click.option("--setup", default=None, help="A, B or C (decobench list setups); the cloak track has its own "
+              "protocol (PC, Privacy-Commons) and needs none")
+@click.option("--track", default="data", show_default=True, type=click.Choice(["data", "model", "cloak"]),
+              help="data: release a synthetic copy through a LoRA (DECO-Bench); model: release a trained encoder; "
+                   "cloak: each person releases their photos under their own cloak")
 @click.option("--regime", default="G", show_default=True, type=click.Choice(list(REGIMES)),
               help="which real splits the data track releases (no meaning on the model track)")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -67,6 +69,7 @@ def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_na
       decobench run --method ce --setup B --regime V+G --set method.adv_weight=2
       decobench run --method ce --setup A --sensitive gender --attacks cls,probe
       decobench run --method ce_dp --setup A --track model
+      decobench run --method ga_opom_convex --track cloak --set method.surrogate=resnet-cosface
       decobench run --method adv_recon --setup A --track model --set method.mu2=1 --sweep method.lambda2=0,1,2,3,4,5,10
       decobench run --method ce --setup A --base sd15 --base-path ~/sd15 --data-root ~/data --profile paper
     """
@@ -76,6 +79,9 @@ def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_na
     from decobench.run.runner import Execution, run_benchmark
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if setup is None and track != "cloak":
+        raise ConfigError("--setup is required on the data and model tracks: A, B or C (decobench list setups)")
+    setup = setup or "PC"
     overrides = parse_sets(sets)
     if prompt_policy:
         overrides["train.prompt_policy"] = prompt_policy
@@ -86,7 +92,12 @@ def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_na
         from decobench.run.config import resolve
 
         for point in grid:
-            resolve(profile, method_registry.get(method), method, point, sensitive)
+            if track == "cloak":
+                from decobench.run.cloak_track import resolve_cloak
+
+                resolve_cloak(profile, method_registry.get(method), point)
+            else:
+                resolve(profile, method_registry.get(method), method, point, sensitive)
     for k, point in enumerate(grid):
         if len(grid) > 1:
             click.echo(f"== sweep {k + 1}/{len(grid)}: " + ", ".join(f"{a}={point[a]}" for a in parse_sets(sweeps, "--sweep")))

@@ -41,6 +41,8 @@ def interface_report(cls, spec: MethodSpec) -> list[str]:
     problem = method_check(cls)
     if problem:
         return [problem]
+    if "cloak" in cls.tracks:
+        return cloak_report(cls)
     problems = []
     try:
         method = cls(spec, cls.Params())
@@ -88,6 +90,45 @@ def interface_report(cls, spec: MethodSpec) -> list[str]:
     return problems
 
 
+def cloak_report(cls) -> list[str]:
+    """A cloak method: its settings build, and crafting on random images with a tiny network gives finite masks
+    inside the budget that move the features."""
+    from torch import nn
+
+    from decobench.cloaks.craft import craft_masks
+    from decobench.cloaks.objectives import OBJECTIVES
+
+    try:
+        params = cls.Params(iterations=2, k=1, centre_steps=1)
+        settings = cls.settings(params)
+    except Exception as exc:
+        return [f"building {cls.__name__}'s settings failed: {type(exc).__name__}: {exc}"]
+    if settings.objective not in OBJECTIVES:
+        return [f"objective {settings.objective!r} is not one of {', '.join(OBJECTIVES)}"]
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, stride=2)
+            self.fc = nn.Linear(8 * 7 * 7, 6)
+
+        def embed_tensor(self, x):
+            return torch.nn.functional.normalize(self.fc(self.conv(x * 2 - 1).relu().flatten(1)), dim=1)
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 3, 16, 16)
+    try:
+        masks = craft_masks(images, Tiny(), settings, seed=0)
+    except Exception as exc:
+        return [f"crafting raised {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"]
+    problems = []
+    if masks.shape != (2, 3, 16, 16) or not torch.isfinite(masks).all():
+        problems.append(f"masks must be finite [identities, 3, H, W], got {tuple(masks.shape)}")
+    elif masks.abs().max() > params.eps / 255 + 1e-6 or not masks.abs().sum():
+        problems.append("masks leave the L-inf budget or are all zero")
+    return problems
+
+
 QUICK_OVERRIDES = {"max_steps": "6", "eval_every": "3", "max_train_images": "128", "max_val_images": "32",
                    "release.max_images_per_split": "48", "release.num_inference_steps": "4",
                    "eval.max_test_images": "64", "eval.max_gen_val_images": "32", "eval.classifier.max_epochs": "1",
@@ -113,7 +154,7 @@ def check_method(name: str, run: bool = True, out=None, log=lambda *a: None) -> 
     spec = MethodSpec([mods[t].out_channels for t in lora_target_names(base.unet)],
                       {"race": 5, "gender": 2, "age": 9, "expression": 2, "profile": 2})
     problems = interface_report(cls, spec)
-    if problems or not run or not issubclass(cls, DecouplingMethod):
+    if problems or not run or not issubclass(cls, DecouplingMethod) or "cloak" in cls.tracks:
         return problems
     from decobench.run.runner import run_benchmark
 

@@ -32,6 +32,11 @@ REFERENCES = (("Baseline (Real)", "baseline_real"), ("real vs real (floor)", "re
 def key_components(result: dict) -> dict:
     """What must be equal for two results to be compared: every input except the method and the seed."""
     c = result["config"]
+    if result.get("track") == "cloak":  # the people, the protocol's settings and the attacks; the surrogate is a
+        return {"schema_major": result.get("schema_origin", SCHEMA_VERSION), "setup": result["setup"],  # method param
+                "regime": result["regime"], "track": "cloak", "sensitive": result["sensitive"],
+                "fingerprints": result["data_fingerprints"], "attacks": result["attacks"], "profile": c["cloak"]["profile"],
+                "cloak": {k: v for k, v in c["cloak"].items() if k != "profile"}}
     return {"schema_major": result.get("schema_origin", SCHEMA_VERSION), "setup": result["setup"], "regime": result["regime"],
             "track": result.get("track", "data"), "sensitive": result["sensitive"],
             "split_hashes": result["split_hashes"], "fingerprints": result["data_fingerprints"],

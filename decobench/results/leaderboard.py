@@ -65,6 +65,11 @@ def dp_label(dp: dict | None) -> str:
 def _heading(g: Group) -> str:
     c, r0 = g.components, g.r0
     where = f"{c['track'].capitalize()} track, setup {c['setup']}, regime {c['regime']}, {g.dataset}"
+    if c["track"] == "cloak":
+        cl = c["cloak"]
+        return (f"### Cloak track, Privacy-Commons protocol, {g.dataset}: {r0['parameter_counts']['people']} people, "
+                f"{r0['parameter_counts']['distractors']:,} distractors, {r0['resolution']} px, profile {c['profile']}, "
+                f"targets {', '.join(cl['targets']) or 'the FR zoo'} (key {g.key})\n")
     model = (f"encoder {r0['base_model']} @ {r0['resolution']} px" if c["track"] == "model"
              else f"base {r0['base_model']} @ {r0['resolution']} px, prompt {c['prompt_policy']}")
     old = f", migrated from schema v{r0['schema_origin']}" if r0.get("schema_origin") else ""

@@ -17,7 +17,8 @@ import numpy as np
 from decobench.results.aggregate import Group, Row, seed_interval
 
 # (privacy metric, utility prefix) per track; {s} is the sensitive attribute
-AXES = {"data": ("privacy_cls_{s}", "utility_cls_"), "model": ("privacy_probe_{s}", "utility_heads_")}
+AXES = {"data": ("privacy_cls_{s}", "utility_cls_"), "model": ("privacy_probe_{s}", "utility_heads_"),
+        "cloak": ("privacy_fr_top1_blackbox", "utility_ssim")}
 
 
 @dataclass

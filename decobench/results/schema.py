@@ -69,7 +69,7 @@ SCHEMA = {
         "schema_version": {"const": SCHEMA_VERSION},
         "method": {"type": "string"}, "method_origin": {"type": "string"}, "method_version": {"type": "string"},
         "method_params": {"type": "object"},
-        "setup": {"type": "string"}, "regime": {"enum": ["G", "V+G", "Tr+V+G", "model"]},
+        "setup": {"type": "string"}, "regime": {"enum": ["G", "V+G", "Tr+V+G", "model", "cloak"]},
         "track": {"enum": ["data", "model", "cloak"]},
         "sensitive": {"type": "string"}, "profile": {"type": "string"}, "prompt_policy": {"type": "string"},
         "datasets": {"type": "object", "required": ["train", "evaluate"]},

@@ -35,9 +35,10 @@ def summary_table(result: dict) -> str:
     lines = [f"{result['method']} | setup {result['setup']} | regime {result['regime']} | seed {result['seed']} | "
              f"profile {result['profile']} | sensitive {result['sensitive']} | prompt {result['prompt_policy']} | "
              f"base {result['base_model']} @ {result['resolution']} px"]
-    tr = result.get("training", {})
-    lines.append(f"  training: {tr.get('steps')} steps, checkpoint selected at step {tr.get('selected_step')} "
-                 f"on {tr.get('select_on')} (eligible from step {tr.get('select_from_step')})")
+    tr = result.get("training")
+    if tr:
+        lines.append(f"  training: {tr.get('steps')} steps, checkpoint selected at step {tr.get('selected_step')} "
+                     f"on {tr.get('select_on')} (eligible from step {tr.get('select_from_step')})")
     dp = result.get("dp")
     if dp:
         eps = "∞ (no noise)" if dp["epsilon"] is None else f"{dp['epsilon']:.3f}"

@@ -94,11 +94,15 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
     t_all = time.time()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     method_entry = methods.entry(method)
-    setup_obj = setups.get(setup)
-    if track not in ("data", "model"):
-        raise ConfigError(f"unknown track {track!r}; choose data or model (the cloak track lands with the cloaks)")
+    if track not in ("data", "model", "cloak"):
+        raise ConfigError(f"unknown track {track!r}; choose data, model or cloak")
     if track not in method_entry.obj.tracks:
         raise ConfigError(f"{method} runs on the {', '.join(method_entry.obj.tracks)} track(s), not {track}")
+    if track == "cloak":
+        from decobench.run.cloak_track import run_cloak
+
+        return run_cloak(method, seed, profile, out, data_root, device, overrides, attacks, log)
+    setup_obj = setups.get(setup)
     if regime not in REGIMES and not (track == "model" and regime == "model"):
         raise ConfigError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
     regime = "model" if track == "model" else regime  # the model track releases no data: no regime

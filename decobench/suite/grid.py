@@ -34,8 +34,8 @@ from pathlib import Path
 from decobench.run.config import PROFILES, SENSITIVE, ConfigError
 from decobench.setups import REGIMES
 
-BLOCK_KEYS = {"track", "methods", "setups", "regimes", "seeds", "profile", "sensitive", "attacks", "set"}
-TRACKS = ("data", "model")
+BLOCK_KEYS = {"track", "methods", "setups", "regimes", "seeds", "profile", "sensitive", "attacks", "set", "sweep"}
+TRACKS = ("data", "model", "cloak")
 
 PRESETS = {
     # the committed embedded board: every data-track method on every setup and regime, the model track on A
@@ -52,6 +52,11 @@ PRESETS = {
     "trvg": {"seeds": [0, 1, 2], "profile": "embedded", "block": [
         {"track": "data", "methods": "all", "setups": ["A", "B", "C"], "regimes": ["Tr+V+G"],
          "attacks": "cls,probe,quality,identity_linkage,mia_generator"},
+    ]},
+    # the GA-OPOM paper's Table 1: three surrogates x FI-UAP, OPOM-ConvexHull and their GA variants
+    "cloaks": {"seeds": [0, 1, 2], "profile": "embedded", "block": [
+        {"track": "cloak", "methods": ["fi_uap", "ga_fi_uap", "opom_convex", "ga_opom_convex"],
+         "sweep": {"method.surrogate": ["resnet-arcface", "resnet-cosface", "resnet-softmax"]}},
     ]},
     # a small grid for trying the suite out: two methods, one setup, three seeds at the quick profile
     "quick": {"seeds": [0, 1, 2], "profile": "quick", "block": [
@@ -84,7 +89,9 @@ class Cell:
 
     def command(self) -> str:
         """The ``decobench run`` line that computes this cell alone."""
-        parts = ["decobench run", f"--method {self.method}", f"--setup {self.setup}", f"--track {self.track}"]
+        parts = ["decobench run", f"--method {self.method}", f"--track {self.track}"]
+        if self.track != "cloak":
+            parts.insert(2, f"--setup {self.setup}")
         if self.track == "data":
             parts.append(f"--regime {self.regime}")
         parts += [f"--seed {self.seed}", f"--profile {self.profile}", f"--sensitive {self.sensitive}"]
@@ -121,10 +128,13 @@ def _block_cells(block: dict, where: str) -> list[Cell]:
         cls = method_registry.get(m)  # an unknown name is a RegistryError naming the close ones
         if track not in cls.tracks:
             raise ConfigError(f"{where}: {m} runs on the {', '.join(cls.tracks)} track(s), not {track}")
-    setups = [str(s) for s in _list(block.get("setups", ["A"]), "setups", where)]
-    for s in setups:
-        setup_registry.get(s)
-    regimes = ["model"] if track == "model" else [str(r) for r in _list(block.get("regimes", ["G"]), "regimes", where)]
+    if track == "cloak":  # one protocol (Privacy-Commons): no setup, no regime
+        setups, regimes = ["PC"], ["cloak"]
+    else:
+        setups = [str(s) for s in _list(block.get("setups", ["A"]), "setups", where)]
+        for s in setups:
+            setup_registry.get(s)
+    regimes = regimes if track == "cloak" else ["model"] if track == "model" else [str(r) for r in _list(block.get("regimes", ["G"]), "regimes", where)]
     for r in regimes:
         if track == "data" and r not in REGIMES:
             raise ConfigError(f"{where}: regime {r!r} is not one of {', '.join(REGIMES)}")
@@ -143,9 +153,20 @@ def _block_cells(block: dict, where: str) -> list[Cell]:
     sets = block.get("set", {})
     if not isinstance(sets, dict):
         raise ConfigError(f"{where}: set must be a table of KEY = VALUE, got {sets!r}")
-    sets = tuple(sorted((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in sets.items()))
-    return [Cell(track, m, s, r, int(seed), profile, sensitive, attacks, sets)
-            for m in names for s in setups for r in regimes for seed in seeds]
+    sweep = block.get("sweep", {})
+    if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+        raise ConfigError(f"{where}: sweep must be a table of KEY = [values, ...], got {sweep!r}")
+    if set(sweep) & set(sets):
+        raise ConfigError(f"{where}: {', '.join(sorted(set(sweep) & set(sets)))} is both set and swept; keep one")
+    points = [dict(sets)]
+    for key, values in sweep.items():  # every combination of the swept values, the set ones kept
+        points = [{**p, key: v} for p in points for v in values]
+
+    def text(v):
+        return str(v).lower() if isinstance(v, bool) else str(v)
+    return [Cell(track, m, s, r, int(seed), profile, sensitive, attacks,
+                 tuple(sorted((str(k), text(v)) for k, v in point.items())))
+            for m in names for s in setups for r in regimes for seed in seeds for point in points]
 
 
 def expand(grid: dict, where: str = "grid") -> list[Cell]:

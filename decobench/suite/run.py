@@ -31,6 +31,11 @@ def cell_dir(cell: Cell, out: str | Path) -> Path:
     from decobench.run.config import resolve
     from decobench.run.runner import run_folder
 
+    if cell.track == "cloak":
+        from decobench.run import cloak_track
+
+        cfg, params = cloak_track.resolve_cloak(cell.profile, methods.get(cell.method), cell.overrides())
+        return cloak_track.run_folder(out, cell.method, cfg, params, cell.seed)[1]
     cfg, _ = resolve(cell.profile, methods.get(cell.method), cell.method, cell.overrides(), cell.sensitive)
     return run_folder(Path(out), cell.setup, cell.method, cell.regime, cfg, cell.seed)
 
