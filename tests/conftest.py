@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are for people, not for test logs
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: one thread per worker (and its subprocesses), or the
+    os.environ["OMP_NUM_THREADS"] = "1"      # workers fight over the cores and each runs several times slower
+    import torch
+
+    torch.set_num_threads(1)
 
 import numpy as np
 import pytest
