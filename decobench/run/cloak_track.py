@@ -27,7 +27,8 @@ class CloakTrackConfig(BaseModel):
     identities: int = Field(500, ge=1, description="protected people (SynthFaces: at most 500)")
     distractors: int = Field(10_500, ge=1, description="gallery distractor images of other people")
     image_size: int = Field(112, ge=16, description="real data only: every photo is resized to this side")
-    targets: tuple[str, ...] = Field((), description="target FR models; empty: every zoo model (+ dlib if installed)")
+    targets: tuple[str, ...] = Field((), description="target FR models; empty: every zoo model (+ dlib if installed), "
+                                                     "written into the result")
     bootstrap: int = Field(1000, ge=50, description="resamples of identities for the CIs")
     attacks: tuple[str, ...] = ("fr_protection",)
 
@@ -54,6 +55,10 @@ def resolve_cloak(profile: str, method_cls, overrides: dict | None) -> tuple[Clo
             problems.append(f"unknown key {key!r} on the cloak track; it takes cloak.<{'|'.join(sorted(set(CloakTrackConfig.model_fields) - {'profile'}))}> "
                             f"and method.<{'|'.join(method_cls.Params.model_fields)}>")
     cfg = params = None
+    if not track.get("targets"):  # resolved here, so the result (and its comparability key) names the targets:
+        from decobench.attacks.fr_protection import targets  # a black-box mean with dlib is not one without it
+
+        track["targets"] = targets()
     try:
         cfg = CloakTrackConfig(**track)
     except ValidationError as exc:

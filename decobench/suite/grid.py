@@ -56,6 +56,8 @@ PRESETS = {
     # the GA-OPOM paper's Table 1: three surrogates x FI-UAP, OPOM-ConvexHull and their GA variants
     "cloaks": {"seeds": [0, 1, 2], "profile": "embedded", "block": [
         {"track": "cloak", "methods": ["fi_uap", "ga_fi_uap", "opom_convex", "ga_opom_convex"],
+         "set": {"cloak.targets": "resnet-arcface,resnet-cosface,resnet-softmax,mobilenet-softmax,senet-arcface,"
+                                  "senet-cosface"},
          "sweep": {"method.surrogate": ["resnet-arcface", "resnet-cosface", "resnet-softmax"]}},
     ]},
     # a small grid for trying the suite out: two methods, one setup, three seeds at the quick profile
