@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# pytest -n N: this module's tests share a module fixture, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_bench_sd15")
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 

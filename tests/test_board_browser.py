@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# pytest -n N: this module's tests share a module fixture, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_board_browser")
+
 PAGE = Path(__file__).resolve().parent.parent / "leaderboard" / "index.html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -12,6 +12,9 @@ from decobench.run.config import EvalConfig
 from decobench.run.train import LatentSet
 from tests.tiny_models import tiny_base
 
+# pytest -n N: this module's tests share a module fixture, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_mia_generator")
+
 
 def _brute_auc(pos, neg):
     d = np.asarray(pos)[:, None] - np.asarray(neg)[None, :]

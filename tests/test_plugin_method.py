@@ -13,6 +13,9 @@ import pytest
 from decobench.methods.checks import QUICK_OVERRIDES
 from decobench.models.base import TINY_DIR, missing_files
 
+# pytest -n N: this module's tests share a module fixture, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_plugin_method")
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

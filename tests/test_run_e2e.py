@@ -14,6 +14,10 @@ pytestmark = pytest.mark.skipif(bool(missing_files(TINY_DIR)), reason="tiny-synt
 QUIET = {"log": lambda *a: None, "device": "cpu"}
 
 
+# pytest -n N: the tests on the module's quick run stay on one worker; the others spread
+QUICK_RUN = pytest.mark.xdist_group("run_e2e_quick_run")
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
@@ -21,6 +25,7 @@ def quick_run(tmp_path_factory):
     return out, result, run_dir
 
 
+@QUICK_RUN
 def test_result_file_is_complete_and_valid(quick_run):
     out, result, run_dir = quick_run
     on_disk = json.loads((run_dir / "result.json").read_text())
@@ -57,6 +62,7 @@ def test_result_file_is_complete_and_valid(quick_run):
     assert ev["attack_info"]["mia_generator"]["calibration_per_side"] == 40
 
 
+@QUICK_RUN
 def test_lora_loads_in_a_plain_diffusers_pipeline(quick_run):
     from diffusers import StableDiffusionPipeline
 
@@ -71,6 +77,7 @@ def test_lora_loads_in_a_plain_diffusers_pipeline(quick_run):
     assert len(changed) == 7  # the fused LoRA changed every proj_out weight
 
 
+@QUICK_RUN
 def test_rerun_reuses_stages_and_resumes_after_a_kill(quick_run):
     out, result, _ = quick_run
     train = next(p for p in (out / ".cache").glob("train-*") if p.is_dir() and not p.name.endswith(".partial"))
@@ -82,6 +89,7 @@ def test_rerun_reuses_stages_and_resumes_after_a_kill(quick_run):
     assert again["stage_seconds"]["attack_cls"] < 5 and again["stage_seconds"]["train"] > 1
 
 
+@QUICK_RUN
 def test_execution_options_are_recorded_and_not_part_of_the_key(quick_run):
     """Same folder, same cached stages (so no retraining here: test_methods checks that gradient
     checkpointing trains the same LoRA), the option recorded."""
@@ -93,6 +101,7 @@ def test_execution_options_are_recorded_and_not_part_of_the_key(quick_run):
     assert again["evaluations"][0]["metrics"] == result["evaluations"][0]["metrics"]
 
 
+@QUICK_RUN
 def test_baseline_real_is_shared_and_baseline_has_no_pt(quick_run):
     out, first, _ = quick_run
     r, _ = run_benchmark("baseline", "A", profile="quick", out=out, **QUIET)
@@ -111,6 +120,7 @@ def test_schema_reports_every_problem():
     assert "method" in str(exc.value) and "setup" in str(exc.value)
 
 
+@QUICK_RUN
 def test_leaderboard_groups_and_renders(quick_run):
     from click.testing import CliRunner
 
@@ -125,6 +135,7 @@ def test_leaderboard_groups_and_renders(quick_run):
     assert "ce_mask: seed(s) 1, 2 of 0, 1, 2 not run" in res.output
 
 
+@QUICK_RUN
 def test_leaderboard_keeps_hyperparameters_and_dp_budgets_apart(quick_run):
     """An ε sweep (or any hyperparameter sweep) is never averaged into one row; a DP row names its budget
     and says when the released part is not private."""

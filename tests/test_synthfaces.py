@@ -6,6 +6,9 @@ from decobench.data.open import open_dataset
 from decobench.data.synthfaces import DOMAINS, build_population, render_faces, render_nonfaces
 from decobench.data.synthfaces.population import with_size
 
+# pytest -n N: this module's tests share a module fixture, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_synthfaces")
+
 
 @pytest.fixture(scope="module")
 def small_a():
