@@ -194,3 +194,19 @@ def test_the_cloak_track_runs_end_to_end(tmp_path):
     assert "Cloak track, Privacy-Commons protocol" in render(results, [0])
     assert "| resnet-arcface | opom_convex |" in table1(results, [0])
     assert main(args) == 0  # the masks come from the stage cache
+
+
+def test_the_papers_claims_are_paired_by_surrogate_and_seed():
+    """GA − non-GA is read on the same people and seed: a constant 2-point gain is +2.0 ± 0.0 whatever the seed
+    noise, and a pair missing a seed is left out rather than half-compared."""
+    from decobench.results.cloak_table import _claims
+
+    def res(hit):
+        return {"evaluations": [{"metrics": {"privacy_fr_top1_blackbox": {"value": hit}}}]}
+    noise = {0: 0.00, 1: 0.10, 2: -0.05}
+    rows = {("resnet-arcface", "fi_uap", ""): {s: res(0.20 + n) for s, n in noise.items()},
+            ("resnet-arcface", "ga_fi_uap", ""): {s: res(0.18 + n) for s, n in noise.items()},
+            ("resnet-arcface", "opom_convex", ""): {0: res(0.2), 1: res(0.2)}}
+    text = "\n".join(_claims(rows, [0, 1, 2]))
+    assert "ga_fi_uap − fi_uap: resnet-arcface +2.0 ± 0.0; pooled +2.0 ± 0.0 (positive in 3 of 3 pairs)" in text
+    assert "opom_convex −" not in text and "ga_opom_convex" not in text

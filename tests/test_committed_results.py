@@ -43,7 +43,12 @@ def test_there_are_committed_results_for_three_seeds():
 def test_each_result_matches_the_code_at_head(r):
     assert not r["decobench_commit"].endswith("-dirty") and r["decobench_commit"] != "unknown"
     cls = methods.get(r["method"])
-    assert r["method_version"] == method_version(cls, r.get("track", "data")), "method, trainer or DP code changed"
+    if r.get("track") == "cloak":
+        from decobench.run.cloak_track import cloak_version
+
+        assert r["method_version"] == cloak_version(cls), "cloak method or crafting code changed"
+    else:
+        assert r["method_version"] == method_version(cls, r.get("track", "data")), "method, trainer or DP code changed"
     for name, a in r["attacks"].items():
         assert attacks.get(name).version == a["version"], f"attack {name} changed version"
     if "dp" in r:  # the ε a DP row shows is what Opacus's accountant computes from the recorded history
@@ -82,3 +87,12 @@ def test_committed_page_and_plots_are_rendered_from_the_committed_results():
 
 def test_decobench_validate_accepts_the_committed_results():
     assert problems([BOARD / "results"]) == {}
+
+
+def test_committed_cloak_table_is_rendered_from_the_committed_results():
+    """leaderboard/cloaks.md (the GA-OPOM paper's Table 1 layout, README's cloak table) is what
+    `decobench cloaks table --runs leaderboard/results` prints from the committed cloak results."""
+    from decobench.results.cloak_table import table1
+
+    assert sum(r.get("track") == "cloak" for r in RESULTS) >= 36
+    assert (BOARD / "cloaks.md").read_text().strip() == table1(RESULTS, [0, 1, 2]).strip()

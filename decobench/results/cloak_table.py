@@ -4,6 +4,11 @@ Rows: surrogate x method; columns: each target's Top-1 / Top-5 protection succes
 average over the black-box targets (every target but the surrogate; the white-box column is marked *).
 Each cell: mean over the declared seeds with the Student-t 95 % half-width; rows missing a seed are listed
 apart. The unprotected rate (clean probes) heads each column.
+
+Under each table, the paper's two claims as paired differences of black-box average Top-1 protection
+(GA minus its non-GA counterpart; OPOM-ConvexHull minus FI-UAP): the same people and the same seed on both
+sides, so the difference removes the people effect; mean ± Student-t 95 % half-width over seeds per
+surrogate, and over every (surrogate, seed) pair pooled.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections import defaultdict
 from decobench.results.aggregate import seed_interval
 
 METHOD_ORDER = ("fi_uap", "ga_fi_uap", "fi_uap_plus", "opom_affine", "opom_convex", "ga_opom_convex")
+CLAIMS = (("ga_fi_uap", "fi_uap"), ("ga_opom_convex", "opom_convex"), ("opom_convex", "fi_uap"))
 
 
 def _cell(values: list[float]) -> str:
@@ -64,8 +70,37 @@ def table1(results: list[dict], seeds: list[int]) -> str:
             out.append(f"| {sur} | {method}{extra} | " + " | ".join(cells) + " |")
         if incomplete:
             out.append("\nIncomplete (not shown): " + "; ".join(incomplete))
+        out += _claims(rows, seeds)
         out.append("")
     return "\n".join(out)
+
+
+def _claims(rows: dict, seeds: list[int]) -> list[str]:
+    """Paired (same surrogate, same seed) differences of black-box average Top-1 protection, in points."""
+    def bb(r):
+        return 100 * (1 - r["evaluations"][0]["metrics"]["privacy_fr_top1_blackbox"]["value"])
+    lines = []
+    for a, b in CLAIMS:
+        per_sur, pooled = [], []
+        for sur in sorted({k[0] for k in rows}):
+            ra, rb = rows.get((sur, a, "")), rows.get((sur, b, ""))
+            if not ra or not rb or not all(s in ra and s in rb for s in seeds):
+                continue
+            d = [bb(ra[s]) - bb(rb[s]) for s in seeds]
+            pooled += d
+            per_sur.append(f"{sur} {_diff(d)}")
+        if per_sur:
+            lines.append(f"- {a} − {b}: " + "; ".join(per_sur) + f"; pooled {_diff(pooled)} "
+                         f"(positive in {sum(x > 0 for x in pooled)} of {len(pooled)} pairs)")
+    if lines:
+        lines.insert(0, "\nPaired differences, black-box average Top-1 protection (points; same people and seed "
+                        "on both sides; mean ± 95 % half-width over seeds):\n")
+    return lines
+
+
+def _diff(d: list[float]) -> str:
+    mean, lo, hi = seed_interval(d)
+    return f"{mean:+.1f}" + (f" ± {(hi - lo) / 2:.1f}" if lo is not None else "")
 
 
 def _extra(r: dict) -> str:
