@@ -210,3 +210,31 @@ def test_the_papers_claims_are_paired_by_surrogate_and_seed():
     text = "\n".join(_claims(rows, [0, 1, 2]))
     assert "ga_fi_uap − fi_uap: resnet-arcface +2.0 ± 0.0; pooled +2.0 ± 0.0 (positive in 3 of 3 pairs)" in text
     assert "opom_convex −" not in text and "ga_opom_convex" not in text
+
+
+def test_the_cloak_track_runs_on_the_documented_real_layout_at_112_px(tmp_path):
+    """--data-root DIR with DIR/privacy-commons/identities/<person>/*.png + distractors.txt, upsampled to 112 px
+    (the real-data default): masks are crafted at 112 px, the white-box cloak protects, the run names the data."""
+    from PIL import Image
+
+    from decobench.cloaks.data import synthfaces
+
+    people = synthfaces(6, 60)
+    root = tmp_path / "data" / "privacy-commons"
+    for name, craft, test in zip(people.identities, people.craft, people.test):
+        (root / "identities" / name).mkdir(parents=True)
+        for j, img in enumerate([*craft, *test]):
+            Image.fromarray(img).resize((112, 112), Image.BICUBIC).save(root / "identities" / name / f"{j:02d}.png")
+    (root / "distractors").mkdir()
+    for j, img in enumerate(people.distractors):
+        Image.fromarray(img).resize((112, 112), Image.BICUBIC).save(root / "distractors" / f"{j:03d}.png")
+    (root / "distractors.txt").write_text("".join(f"distractors/{j:03d}.png\n" for j in range(60)))
+    assert main(["run", "--method", "fi_uap", "--track", "cloak", "--profile", "quick", "--out", str(tmp_path / "runs"),
+                 "--data-root", str(tmp_path / "data"), "--set", "cloak.targets=resnet-arcface,senet-arcface"]) == 0
+    (path,) = list((tmp_path / "runs").rglob("result.json"))
+    r = json.loads(path.read_text())
+    assert r["resolution"] == 112 and r["parameter_counts"]["people"] == 6 and r["parameter_counts"]["distractors"] == 60
+    ev = r["evaluations"][0]
+    assert ev["dataset"] == "privacy-commons"
+    white, clean = ev["metrics"]["privacy_fr_top1_whitebox"]["value"], ev["reference"]["real_source"]["privacy_fr_top1_whitebox"]["value"]
+    assert clean > 0.5 and white < clean - 0.3

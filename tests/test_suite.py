@@ -37,7 +37,8 @@ def test_the_embedded_preset_is_every_method_on_its_tracks():
     cells = load_grid("embedded")
     data = [m for m in methods.names() if "data" in methods.get(m).tracks]
     model = [m for m in methods.names() if "model" in methods.get(m).tracks]
-    assert len(cells) == len(data) * 3 * 2 * 3 + len(model) * 3
+    assert len(cells) == len(data) * 3 * 2 * 3 + len(model) * 3 + 4 * 3 * 3  # + the cloaks' Table 1
+    assert {c.method for c in cells if c.track == "cloak"} == {"fi_uap", "ga_fi_uap", "opom_convex", "ga_opom_convex"}
     assert len({c.id for c in cells}) == len(cells)
     assert {c.method for c in cells if c.track == "model"} == set(model)
     assert {c.regime for c in cells if c.track == "data"} == {"G", "V+G"}

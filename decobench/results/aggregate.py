@@ -218,7 +218,8 @@ def groups(results: list[dict], seeds: list[int] | dict[str, list[int]] | None =
         for g in same[1:]:
             g.incomparable_with = same[0].key
             g.differs_in = sorted(k for k in g.components if g.components[k] != same[0].components[k])
-    out.sort(key=lambda g: (g.components["track"], g.components["setup"], g.components["regime"], g.dataset,
+    order = {"data": 0, "model": 1, "cloak": 2}  # the main table first
+    out.sort(key=lambda g: (order.get(g.components["track"], 9), g.components["track"], g.components["setup"], g.components["regime"], g.dataset,
                             g.incomparable_with is not None, g.key))
     return out
 

@@ -180,6 +180,8 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
 
 def render_html(results: list[dict], board_dir: str | Path, seeds=None, commit: str | None = None) -> dict[str, str]:
     """{file name: content} of the page and its Pareto plots, for ``board_dir`` (links are relative to it)."""
+    from decobench.results.identity_table import render_identity_html
+
     board_dir = Path(board_dir)
     files, sections = {}, []
     for g in groups(results, seeds):
@@ -204,6 +206,7 @@ sort; the seed numbers link to the result files. The tidy table of every cell: <
 <noscript><p class="note">Sorting and filtering need JavaScript; the tables below are complete without it.</p></noscript>
 <p><label>Filter rows by method: <input id="filter" type="search" placeholder="e.g. ce_"></label></p>
 {chr(10).join(sections)}
+{render_identity_html(results, seeds)}
 <script>{SCRIPT}</script>
 </body></html>
 """

@@ -119,4 +119,6 @@ def render_group(g: Group) -> str:
 
 def render(results: list[dict], seeds=None) -> str:
     """Markdown: one table per comparable group (``seeds``: declared seeds, see :func:`aggregate.groups`)."""
-    return "\n".join(render_group(g) for g in groups(results, seeds))
+    from decobench.results.identity_table import render_identity
+
+    return "\n".join([*(render_group(g) for g in groups(results, seeds)), render_identity(results, seeds)]).rstrip() + "\n"

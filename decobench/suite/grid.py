@@ -37,11 +37,18 @@ from decobench.setups import REGIMES
 BLOCK_KEYS = {"track", "methods", "setups", "regimes", "seeds", "profile", "sensitive", "attacks", "set", "sweep"}
 TRACKS = ("data", "model", "cloak")
 
+# the cloak track's targets named explicitly, so committed figures never depend on the optional dlib extra
+ZOO_TARGETS = "resnet-arcface,resnet-cosface,resnet-softmax,mobilenet-softmax,senet-arcface,senet-cosface"
+
 PRESETS = {
-    # the committed embedded board: every data-track method on every setup and regime, the model track on A
+    # the committed embedded board: every data-track method on every setup and regime, the model track on A, and
+    # the cloak track's Table 1 at 100 people (leaderboard/grids/cloaks-100.toml)
     "embedded": {"seeds": [0, 1, 2], "profile": "embedded", "block": [
         {"track": "data", "methods": "all", "setups": ["A", "B", "C"], "regimes": ["G", "V+G"]},
         {"track": "model", "methods": "all", "setups": ["A"], "set": {"eval.mia_references": 2}},
+        {"track": "cloak", "methods": ["fi_uap", "ga_fi_uap", "opom_convex", "ga_opom_convex"],
+         "set": {"cloak.identities": 100, "cloak.targets": ZOO_TARGETS},
+         "sweep": {"method.surrogate": ["resnet-arcface", "resnet-cosface", "resnet-softmax"]}},
     ]},
     # the same grid at the paper's settings (real data and SD v1-5: --data-root, --base sd15 --base-path)
     "paper": {"seeds": [0, 1, 2], "profile": "paper", "block": [
@@ -56,8 +63,7 @@ PRESETS = {
     # the GA-OPOM paper's Table 1: three surrogates x FI-UAP, OPOM-ConvexHull and their GA variants
     "cloaks": {"seeds": [0, 1, 2], "profile": "embedded", "block": [
         {"track": "cloak", "methods": ["fi_uap", "ga_fi_uap", "opom_convex", "ga_opom_convex"],
-         "set": {"cloak.targets": "resnet-arcface,resnet-cosface,resnet-softmax,mobilenet-softmax,senet-arcface,"
-                                  "senet-cosface"},
+         "set": {"cloak.targets": ZOO_TARGETS},
          "sweep": {"method.surrogate": ["resnet-arcface", "resnet-cosface", "resnet-softmax"]}},
     ]},
     # a small grid for trying the suite out: two methods, one setup, three seeds at the quick profile
