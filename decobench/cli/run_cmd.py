@@ -104,6 +104,8 @@ def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_na
         result, run_dir = run_benchmark(method, setup, regime, seed, profile, base_name, base_path, out, data_root,
                                         device, point, sensitive=sensitive, attacks=suite, log=click.echo,
                                         execution=Execution(compile_unet, gradient_checkpointing), track=track)
+        if result is None:  # a helper process of a multi-process run: the main process reports
+            continue
         click.echo(summary_table(result))
         click.echo(f"wrote {run_dir / 'result.json'}")
 

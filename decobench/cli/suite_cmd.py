@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 GRID_OPTIONS = [
-    click.option("--preset", default=None, help="a named grid: embedded, paper, trvg, quick"),
+    click.option("--preset", default=None, help="a named grid: embedded, paper, trvg, frontal, cloaks, quick"),
     click.option("--grid", "grid_file", default=None, type=click.Path(dir_okay=False),
                  help="a TOML grid of [[block]] tables (see decobench/suite/grid.py)"),
     click.option("--shard", default=None, metavar="K/N", help="run only the K-th of N disjoint shards of the grid"),

@@ -42,7 +42,7 @@ def key_components(result: dict) -> dict:
             "split_hashes": result["split_hashes"], "fingerprints": result["data_fingerprints"],
             "base": result["base_model"], "base_weights": result["base_weights"], "resolution": result["resolution"],
             "attacks": result["attacks"], "profile": c["profile"], "prompt_policy": c["train"]["prompt_policy"],
-            "eval": c["eval"], "release": c["release"]}
+            "eval": c["eval"], "release": c["release"], **({"faces": c["faces"]} if "faces" in c else {})}
 
 
 def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:

@@ -123,9 +123,16 @@ class RunConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     model: ModelTrackConfig = Field(default_factory=ModelTrackConfig)
     method: dict = Field(default_factory=dict, description="the method's Params, validated by the method")
+    faces: Literal["all", "frontal"] = Field("all", description="frontal: DECO-Bench A.2, every split keeps its "
+                                             "frontal faces only (SynthFaces' profile flag; dlib's detector on "
+                                             "real data)")
 
     def as_dict(self) -> dict:
-        return self.model_dump(mode="json")
+        """The settings; ``faces`` only when not the default, so configs from before it existed hash as they did."""
+        d = self.model_dump(mode="json")
+        if d["faces"] == "all":
+            del d["faces"]
+        return d
 
     def hash(self) -> str:
         return config_hash(self.as_dict())

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from decobench.io import atomic_write_bytes, atomic_write_text
 from decobench.models.lora import lora_target_names
+from decobench.run.distributed import SINGLE, Processes
 
 
 @contextlib.contextmanager
@@ -66,11 +67,16 @@ def build_pipeline(base, lora_dir: Path, cfg, method=None, device="cpu", compile
     return pipe, handle
 
 
-def release(pipe, images: np.ndarray, prompts: list[str], cfg, seed: int, device="cpu", desc="release"):
-    """uint8 [N,H,W,3] real images -> uint8 [N,H,W,3] released images (deterministic by seed)."""
+def release(pipe, images: np.ndarray, prompts: list[str], cfg, seed: int, device="cpu", desc="release",
+            procs: Processes = SINGLE):
+    """uint8 [N,H,W,3] real images -> uint8 [N,H,W,3] released images (deterministic by seed: each batch's
+    noise is seeded by its position, so several processes, each releasing every world-th batch, release the
+    same images as one)."""
     out = np.empty_like(images)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
-    for i in tqdm(range(0, len(images), cfg.batch_size), desc=desc, unit="batch", leave=False):
+    starts = list(range(0, len(images), cfg.batch_size))
+    mine = starts[procs.rank::procs.world]
+    for i in tqdm(mine, desc=desc, unit="batch", leave=False, disable=not procs.is_main):
         chunk = images[i:i + cfg.batch_size]
         init = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div(255).to(device)  # [0, 1] as diffusers expects
         g = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + i)
@@ -82,6 +88,9 @@ def release(pipe, images: np.ndarray, prompts: list[str], cfg, seed: int, device
         if not np.isfinite(arr).all():
             raise FloatingPointError(f"{desc}: the pipeline produced non-finite pixels at batch {i}")
         out[i:i + len(chunk)] = (arr.clip(0, 1) * 255).round().astype(np.uint8)
+    if procs.world > 1:
+        for i, chunk in procs.gather([(i, out[i:i + cfg.batch_size]) for i in mine]):
+            out[i:i + len(chunk)] = chunk
     return out
 
 

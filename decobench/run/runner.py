@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from decobench.attacks.base import AttackContext, DataRelease, GeneratorAccess, RealSplit
+from decobench.data.frontal import frontal_ids
 from decobench.data.open import open_dataset
 from decobench.evaluation.identification import identity_gallery
 from decobench.io import atomic_write_bytes, atomic_write_json, sha256_file
@@ -33,6 +35,7 @@ from decobench.results.build import build_result
 from decobench.run import stages
 from decobench.run.cache import StageCache, file_lock
 from decobench.run.config import ConfigError, config_hash, resolve
+from decobench.run.distributed import SINGLE, Processes
 from decobench.run.release import build_pipeline, load_released, release, save_released
 from decobench.run.lora_backbone import LoraBackbone
 from decobench.run.train import LatentSet, Trainer
@@ -93,11 +96,16 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
                   track: str = "data") -> tuple[dict, Path]:
     t_all = time.time()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    procs = Processes(device)  # several when started by accelerate launch / torchrun
+    device, log = procs.device, (log if procs.is_main else (lambda *a, **k: None))
     method_entry = methods.entry(method)
     if track not in ("data", "model", "cloak"):
         raise ConfigError(f"unknown track {track!r}; choose data, model or cloak")
     if track not in method_entry.obj.tracks:
         raise ConfigError(f"{method} runs on the {', '.join(method_entry.obj.tracks)} track(s), not {track}")
+    if procs.world > 1 and track != "data":
+        raise ConfigError(f"the {track} track runs in one process; only the data track's training and release are "
+                          f"split across processes (accelerate launch / torchrun)")
     if track == "cloak":
         from decobench.run.cloak_track import run_cloak
 
@@ -122,22 +130,26 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
 
     fingerprints = {n: ds.fingerprint() for n, ds in dsets.items()}  # hashing the label table once per run
 
-    def split_ids(n, split, k):
-        return stages.subset_ids(load_split(n, split, fingerprint=fingerprints[n]), k)
-
     out = Path(out)
     cache = StageCache(out / ".cache")
+
+    def split_ids(n, split, k):
+        ids = load_split(n, split, fingerprint=fingerprints[n])
+        if cfg.faces == "frontal":  # DECO-Bench A.2: frontal faces only, in training and in evaluation
+            ids = frontal_ids(dsets[n], ids, cache)
+        return stages.subset_ids(ids, k)
+
     run_dir = run_folder(out, setup, method, regime, cfg, seed)
-    with file_lock(run_dir.parent / f".seed{seed}.lock"):
+    with file_lock(run_dir.parent / f".seed{seed}.lock") if procs.is_main else nullcontext():
         if track == "model":
             return _run_model(method, method_entry, setup, seed, cfg, params, suite, names, dsets, split_ids, device,
                               cache, run_dir, t_all, log)
         return _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, dsets, split_ids,
-                    base_name, base_path, device, cache, run_dir, t_all, log, execution)
+                    base_name, base_path, device, cache, run_dir, t_all, log, execution, procs)
 
 
 def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, dsets, split_ids, base_name,
-         base_path, device, cache, run_dir, t_all, log, execution):
+         base_path, device, cache, run_dir, t_all, log, execution, procs=SINGLE):
     seconds: dict[str, float] = {}
     torch.manual_seed(seed)
 
@@ -157,9 +169,11 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
     if execution.gradient_checkpointing:
         base.unet.enable_gradient_checkpointing()
     trained = _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device,
-                     cache, latents, timed, log)
+                     cache, latents, timed, log, procs)
     rel_dirs, pipe, hook = _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey,
-                                    device, cache, trained, timed, execution.compile_unet)
+                                    device, cache, trained, timed, execution.compile_unet, procs)
+    if not procs.is_main:  # the other processes helped train and release; the main one attacks and writes
+        return None, run_dir
     try:
         evaluations = _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained,
                               rel_dirs, timed, log, pipe, latents)
@@ -170,7 +184,8 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
     result = build_result(method=method, method_entry=method_entry, method_version=trained["method_version"],
                           setup=setup, regime=regime, seed=seed, cfg=cfg, names=names, dsets=dsets, base=base,
                           bkey=bkey, device=device, suite=suite, seconds=seconds, counts=trained["counts"],
-                          training=trained["training"], evaluations=evaluations, execution=execution.record())
+                          training=trained["training"], evaluations=evaluations,
+                          execution={**execution.record(), **({"processes": procs.world} if procs.world > 1 else {})})
     run_dir.mkdir(parents=True, exist_ok=True)
     for f in ("pytorch_lora_weights.safetensors", "method_modules.safetensors", "training.json"):
         if (trained["dir"] / f).is_file():
@@ -207,7 +222,7 @@ def _run_model(method, method_entry, setup, seed, cfg, params, suite, names, dse
 
 
 def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device, cache,
-           latents, timed, log) -> dict:
+           latents, timed, log, procs=SINGLE) -> dict:
     """Train (or load from the cache) the method's LoRA; then LoRA features of real G and Test."""
     tr, sensitive = cfg.train, cfg.sensitive
     train_set, val_set = timed("latents", lambda: (
@@ -220,7 +235,13 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
                       tuple(a for a in stages.ATTRS if a != sensitive),
                       extra={"source_shape": tuple(train_set.mean.shape[1:])})
     method_obj = method_entry.obj(spec, params)
-    trainer = Trainer(base, method_obj, tr, sensitive=sensitive, device=device, seed=seed, log=log)
+    if procs.world > 1:
+        from decobench.run.parallel_train import ParallelTrainer
+
+        trainer = ParallelTrainer(base, method_obj, tr, sensitive=sensitive, device=device, seed=seed, log=log,
+                                  procs=procs)
+    else:
+        trainer = Trainer(base, method_obj, tr, sensitive=sensitive, device=device, seed=seed, log=log)
     counts = trainer.counts
     log(f"LoRA: {counts['lora_trainable']:,} trainable of {counts['unet_total']:,} UNet parameters "
         f"({counts['lora_percent']}%) on {len(targets)} proj_out layers; method players: "
@@ -234,21 +255,21 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
                     "ids": config_hash([split_ids(n, s, k) for n in names["train"]
                                         for s, k in (("train", tr.max_train_images), ("val", tr.max_val_images))])}
 
-    def train():
-        with cache.stage("train", train_inputs) as (folder, cached):
-            if not cached:
-                summary = trainer.fit(train_set, val_set)
-                save_lora(base.unet, folder)
-                state = {k: v.contiguous() for k, v in method_obj.state_dict().items()}
-                if state:
-                    save_file(state, str(folder / "method_modules.safetensors"))
-                atomic_write_json(folder / "training.json", summary)
-        return cache.key("train", train_inputs)
-    train_dir = timed("train", train)
+    def save(folder, summary):
+        save_lora(base.unet, folder)
+        state = {k: v.contiguous() for k, v in method_obj.state_dict().items()}
+        if state:
+            save_file(state, str(folder / "method_modules.safetensors"))
+        atomic_write_json(folder / "training.json", summary)
+    train_dir = timed("train", lambda: stages.collective(cache, "train", train_inputs, procs,
+                                                         lambda: trainer.fit(train_set, val_set), save))
     if (train_dir / "method_modules.safetensors").is_file():
         method_obj.load_state_dict(load_file(str(train_dir / "method_modules.safetensors")))
     _load_lora_into(base.unet, train_dir / "pytorch_lora_weights.safetensors")
     method_obj.eval()
+    if not procs.is_main:  # features are the attacks' (main process only)
+        trainer.backbone.remove()
+        return {"dir": train_dir, "method": method_obj}
     # PT and probe features: the empty prompt (headline) and the training prompt (second metric)
     null, ev, features = stages.null_text(base, device), cfg.eval, {}
     for n in names["evaluate"]:
@@ -262,7 +283,7 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
 
 
 def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey, device, cache, trained,
-             timed, compile_unet=False) -> dict:
+             timed, compile_unet=False, procs=SINGLE) -> dict:
     """img2img of the regime's real splits (and G) through the fused LoRA; returns the cached folders."""
     base_fresh = load_base(base_name, base_path, device=device, resolution=cfg.resolution)  # unfused copy
     pipe, hook = build_pipeline(base_fresh, trained["dir"], cfg.release, trained["method"], device, compile_unet)
@@ -279,13 +300,12 @@ def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, b
                    "release": cfg.as_dict()["release"], "policy": policy, "seed": seed}
 
             def do_release():
-                with cache.stage("release", rin) as (folder, cached):
-                    if not cached:
-                        imgs = release(pipe, ds.load_images(ids, base.resolution), prompts, cfg.release, seed,
-                                       device, desc=f"release {n}/{split}")
-                        save_released(folder, imgs, rows, prompts)
-                return cache.key("release", rin)
-            rel_dirs[(n, split)] = timed("release", do_release)
+                return release(pipe, ds.load_images(ids, base.resolution), prompts, cfg.release, seed, device,
+                               desc=f"release {n}/{split}", procs=procs)
+            def save(folder, imgs):
+                save_released(folder, imgs, rows, prompts)
+            rel_dirs[(n, split)] = timed("release", lambda: stages.collective(cache, "release", rin, procs,
+                                                                              do_release, save))
     return rel_dirs, pipe, hook  # attacks query the released generator (MIA) and mechanism (inversion)
 
 

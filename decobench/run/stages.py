@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -14,6 +16,26 @@ ATTRS = ("race", "gender", "age")  # the attributes CLS scores (sensitive + util
 # labels a method may see (whichever the dataset has): categorical as long, continuous as float
 CATEGORICAL = ("race", "gender", "age", "identity", "expression", "profile")
 CONTINUOUS = ("yaw_deg", "pitch_deg", "roll_deg")
+
+
+def collective(cache, stage: str, inputs: dict, procs, compute, save) -> Path:
+    """A cached stage that every process computes together (training, release): on one process the cache's
+    locked stage; on several, all compute when it is not cached (their collectives cannot wait on a lock)
+    and the main process saves it."""
+    final = cache.key(stage, inputs)
+    if procs.world == 1:
+        with cache.stage(stage, inputs) as (folder, cached):
+            if not cached:
+                save(folder, compute())
+        return final
+    if procs.any(not cache.done(final)):
+        result = compute()
+        if procs.is_main:
+            with cache.stage(stage, inputs) as (folder, cached):
+                if not cached:
+                    save(folder, result)
+    procs.barrier()
+    return final
 
 
 def n_classes(records) -> dict[str, int]:
