@@ -38,7 +38,7 @@ BLOCK_KEYS = {"track", "methods", "setups", "regimes", "seeds", "profile", "sens
 TRACKS = ("data", "model", "cloak")
 
 # the cloak track's targets named explicitly, so committed figures never depend on the optional dlib extra
-ZOO_TARGETS = "resnet-arcface,resnet-cosface,resnet-softmax,mobilenet-softmax,senet-arcface,senet-cosface"
+ZOO_TARGETS = "resnet-arcface,resnet-cosface,resnet-softmax,mobilenet-softmax,senet-arcface,senet-cosface,senet-softmax"
 
 PRESETS = {
     # the committed embedded board: every data-track method on every setup and regime, the model track on A, and
@@ -59,6 +59,12 @@ PRESETS = {
     "trvg": {"seeds": [0, 1, 2], "profile": "embedded", "block": [
         {"track": "data", "methods": "all", "setups": ["A", "B", "C"], "regimes": ["Tr+V+G"],
          "attacks": "cls,probe,quality,identity_linkage,mia_generator"},
+    ]},
+    # DECO-Bench A.2: training and evaluation on frontal faces only (SynthFaces' profile flag; dlib's frontal face
+    # detector on real data, with the dlib extra)
+    "frontal": {"seeds": [0, 1, 2], "profile": "embedded", "block": [
+        {"track": "data", "methods": "all", "setups": ["A", "B", "C"], "regimes": ["G", "V+G"],
+         "set": {"faces": "frontal"}},
     ]},
     # the GA-OPOM paper's Table 1: three surrogates x FI-UAP, OPOM-ConvexHull and their GA variants
     "cloaks": {"seeds": [0, 1, 2], "profile": "embedded", "block": [

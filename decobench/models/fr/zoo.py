@@ -25,12 +25,13 @@ WEIGHTS = Path(__file__).parent / "weights"
 MANIFEST = WEIGHTS / "zoo.json"  # population, protocol, attribute-only floor; each model has <name>.json
 
 # three backbone families x the losses of the OPOM paper's zoo: the resnet trio are the surrogates,
-# the others differ in backbone (and loss) and serve as black-box targets
+# the others differ in backbone (and loss) and serve as black-box targets: six per surrogate
 ZOO = [ZooSpec("resnet-arcface", "resnet", "arcface", epochs=5),
        ZooSpec("resnet-cosface", "resnet", "cosface", epochs=5),
        ZooSpec("resnet-softmax", "resnet", "softmax", epochs=5),
        ZooSpec("mobilenet-softmax", "mobilenet", "softmax"),
-       ZooSpec("senet-arcface", "senet", "arcface"), ZooSpec("senet-cosface", "senet", "cosface")]
+       ZooSpec("senet-arcface", "senet", "arcface"), ZooSpec("senet-cosface", "senet", "cosface"),
+       ZooSpec("senet-softmax", "senet", "softmax")]
 SPECS = {s.name: s for s in ZOO}
 
 
