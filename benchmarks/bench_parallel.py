@@ -36,6 +36,13 @@ def one_run(prefix: list[str], threads: int, out: Path, method: str) -> tuple[di
     return json.loads(f.read_text()), load_file(str(f.parent / "pytorch_lora_weights.safetensors"))
 
 
+def released(out: Path):
+    from decobench.run.release import load_released
+
+    (folder,) = [f for f in (out / ".cache").glob("release-*") if (f / "DONE").is_file()]
+    return load_released(folder)[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="ce_mask")
@@ -47,6 +54,7 @@ def main() -> None:
         one, lora1 = one_run([sys.executable], a.threads, Path(tmp) / "one", a.method)
         many, lora2 = one_run(["torchrun", "--standalone", "--nproc_per_node", str(a.procs)],
                               max(1, a.threads // a.procs), Path(tmp) / "many", a.method)
+        img1, img2 = (released(Path(tmp) / k).astype(int) for k in ("one", "many"))
     diff = max((lora1[k] - lora2[k]).abs().max().item() for k in lora1)
     stages = ("train", "release", "total")
     record = {
@@ -60,6 +68,8 @@ def main() -> None:
                       **{s: many["stage_seconds"].get(s) for s in stages}},
         "speedup": {s: round(one["stage_seconds"][s] / many["stage_seconds"][s], 2) for s in ("train", "release")},
         "max_lora_difference": diff,
+        "released_images": {"n": len(img1), "max_grey_level_difference": int(abs(img1 - img2).max()),
+                            "identical_pixels": round(float((img1 == img2).mean()), 6)},
         "selected_step": [one["training"]["selected_step"], many["training"]["selected_step"]],
     }
     atomic_write_json(Path(a.out), record)

@@ -73,9 +73,10 @@ def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
 
 
 def base_key(base, device) -> dict:
-    """What a stage computed with the base model depends on: its weights' content, size, device."""
+    """What a stage computed with the base model depends on: its weights' content, size, device type (each
+    process of a multi-GPU run is on its own cuda:k and shares the stages)."""
     return {"base": base.name, "weights": base.weights_digest(), "resolution": base.resolution,
-            "device": str(device),
+            "device": torch.device(device).type,
             "precision": "bf16-autocast, bf16 release weights" if str(device).startswith("cuda") else "fp32"}
 
 
