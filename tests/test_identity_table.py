@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from decobench.results.aggregate import groups
 from decobench.results.identity_table import identity_groups, render_identity
 from decobench.results.leaderboard import collect, render
 
@@ -16,14 +17,14 @@ RESULTS = collect(Path(__file__).resolve().parent.parent / "leaderboard" / "resu
 
 
 def test_both_tracks_appear_as_their_own_groups():
-    titles = [g.title for g in identity_groups(RESULTS)]
+    titles = [g.title for g in identity_groups(groups(RESULTS))]
     assert any(t.startswith("Cloak track") for t in titles) and any(t.startswith("Data track") for t in titles)
     assert not any(t.startswith("Model track") for t in titles)  # a released encoder has no images to search
     assert "## Identity privacy across tracks" in render(RESULTS)
 
 
 def test_cloak_rows_agree_with_the_attacks_black_box_mean():
-    (g,) = [g for g in identity_groups(RESULTS) if g.title.startswith("Cloak")]
+    (g,) = [g for g in identity_groups(groups(RESULTS)) if g.title.startswith("Cloak")]
     row = next(r for r in g.rows if r.label == "fi_uap [surrogate=resnet-arcface]")
     runs = [r for r in RESULTS if r.get("track") == "cloak" and r["method"] == "fi_uap"
             and r["method_params"]["surrogate"] == "resnet-arcface"]
@@ -41,6 +42,6 @@ def test_a_release_that_changes_nothing_removes_no_hits():
         for e in r["evaluations"]:
             for m in e["attack_info"].get("identity_linkage", {}).get("per_model", {}).values():
                 m["rank1"], m["rank5"] = m["unprotected_rank1"], m["unprotected_rank5"]
-    (g,) = identity_groups(data)
+    (g,) = identity_groups(groups(data))
     assert g.rows[0].removed[1] == pytest.approx(0) and g.rows[0].protect[1][0] == pytest.approx(g.rows[0].unprotected[1])
-    assert "| baseline | 0,1,2 |" in render_identity(data)
+    assert "| baseline | 0,1,2 |" in render_identity(groups(data))

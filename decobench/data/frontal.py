@@ -8,6 +8,8 @@ extra; without it a real dataset's front-face run is an error that says what to 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from decobench.data.base import DatasetError
@@ -34,18 +36,17 @@ def frontal_ids(ds, ids: list[str], cache=None) -> list[str]:
         flags = ds.records["profile"].to_numpy()[ds.index_of(ids)] == 0
         return [i for i, keep in zip(ids, flags) if keep]
     if cache is None:
-        return [i for i, keep in zip(ids, _detect(ds, ids)) if keep]
-    import json
-
+        return _detected(ds, ids)
     inputs = {"dataset": ds.name, "fingerprint": ds.fingerprint(), "ids": ids, "detector": "dlib-frontal",
               "size": DETECT_SIZE}
     with cache.stage("frontal", inputs) as (folder, cached):
         if not cached:
-            kept = [i for i, keep in zip(ids, _detect(ds, ids)) if keep]
-            (folder / "frontal.json").write_text(json.dumps(kept))
+            (folder / "frontal.json").write_text(json.dumps(_detected(ds, ids)))
     return json.loads((cache.key("frontal", inputs) / "frontal.json").read_text())
 
 
-def _detect(ds, ids: list[str], batch: int = 512) -> np.ndarray:
-    return np.concatenate([frontal_by_detector(ds.load_images(ids[i:i + batch], DETECT_SIZE))
-                           for i in range(0, len(ids), batch)])
+def _detected(ds, ids: list[str], batch: int = 512) -> list[str]:
+    """The ids in which dlib's detector finds a face, in their order."""
+    flags = np.concatenate([frontal_by_detector(ds.load_images(ids[i:i + batch], DETECT_SIZE))
+                            for i in range(0, len(ids), batch)])
+    return [i for i, keep in zip(ids, flags) if keep]

@@ -183,8 +183,8 @@ def render_html(results: list[dict], board_dir: str | Path, seeds=None, commit: 
     from decobench.results.identity_table import render_identity_html
 
     board_dir = Path(board_dir)
-    files, sections = {}, []
-    for g in groups(results, seeds):
+    files, sections, gs = {}, [], groups(results, seeds)
+    for g in gs:
         points = tiers(g)
         svg = None
         if points:
@@ -206,7 +206,7 @@ sort; the seed numbers link to the result files. The tidy table of every cell: <
 <noscript><p class="note">Sorting and filtering need JavaScript; the tables below are complete without it.</p></noscript>
 <p><label>Filter rows by method: <input id="filter" type="search" placeholder="e.g. ce_"></label></p>
 {chr(10).join(sections)}
-{render_identity_html(results, seeds)}
+{render_identity_html(gs)}
 <script>{SCRIPT}</script>
 </body></html>
 """

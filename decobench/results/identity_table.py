@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decobench.results.aggregate import groups, seed_interval
+from decobench.results.aggregate import Group, seed_interval
 
 
 @dataclass
@@ -55,9 +55,10 @@ def _linkage_seed(r: dict, ev: dict, k: int) -> tuple[float, float]:
             100 * (1 - np.mean([m[f"unprotected_rank{k}"] for m in per.values()])))
 
 
-def identity_groups(results: list[dict], seeds=None) -> list[IdentityGroup]:
+def identity_groups(comparable: list[Group]) -> list[IdentityGroup]:
+    """The identity table's groups, from the board's comparable groups (:func:`aggregate.groups`)."""
     out = []
-    for g in groups(results, seeds):
+    for g in comparable:
         track = g.components["track"]
         rows = [row for row in g.rows if row.complete]
         evs = lambda row: [next(e for e in r["evaluations"] if e["dataset"] == g.dataset) for r in row.results]  # noqa: E731
@@ -114,8 +115,8 @@ INTRO = ("Identity privacy across tracks: protection success = 1 − hit rate of
          "release removes (1 − hit rate / unprotected hit rate).")
 
 
-def render_identity(results: list[dict], seeds=None) -> str:
-    gs = identity_groups(results, seeds)
+def render_identity(comparable: list[Group]) -> str:
+    gs = identity_groups(comparable)
     if not gs:
         return ""
     out = ["## Identity privacy across tracks\n", INTRO, ""]
@@ -127,8 +128,8 @@ def render_identity(results: list[dict], seeds=None) -> str:
     return "\n".join(out)
 
 
-def render_identity_html(results: list[dict], seeds=None) -> str:
-    gs = identity_groups(results, seeds)
+def render_identity_html(comparable: list[Group]) -> str:
+    gs = identity_groups(comparable)
     if not gs:
         return ""
     parts = ['<section id="identity"><h2>Identity privacy across tracks</h2>', f'<p class="note">{html.escape(INTRO)}</p>']

@@ -121,4 +121,5 @@ def render(results: list[dict], seeds=None) -> str:
     """Markdown: one table per comparable group (``seeds``: declared seeds, see :func:`aggregate.groups`)."""
     from decobench.results.identity_table import render_identity
 
-    return "\n".join([*(render_group(g) for g in groups(results, seeds)), render_identity(results, seeds)]).rstrip() + "\n"
+    gs = groups(results, seeds)
+    return "\n".join([*(render_group(g) for g in gs), render_identity(gs)]).rstrip() + "\n"
