@@ -90,6 +90,27 @@ def test_rerun_reuses_stages_and_resumes_after_a_kill(quick_run):
 
 
 @QUICK_RUN
+def test_other_regime_and_setup_reuse_the_trained_generator(quick_run):
+    """V+G on A and G on B train nothing new and ask the generator's MIA nothing new: the LoRA and its
+    membership answer depend on the training data (a's Tr and Test), not on which images a cell releases."""
+    out, result, _ = quick_run
+
+    def mia(r):
+        return {k: v for k, v in r["evaluations"][0]["metrics"].items() if k.startswith("privacy_mia_")}
+    def cached():
+        return len([p for p in (out / ".cache").glob("mia_generator-*") if not p.name.endswith(".partial")])
+    assert mia(result)
+    before = cached()
+    for setup, regime, evaluated in (("A", "V+G", "synthfaces-a"), ("B", "G", "synthfaces-b")):
+        r, _ = run_benchmark("ce_mask", setup, regime=regime, profile="quick", out=out, attacks=["mia_generator"],
+                             **QUIET)
+        assert r["evaluations"][0]["dataset"] == evaluated and r["regime"] == regime
+        assert r["stage_seconds"]["train"] < 2 and r["stage_seconds"]["attack_mia_generator"] < 2
+        assert mia(r) == mia(result)
+    assert cached() == before >= 1
+
+
+@QUICK_RUN
 def test_execution_options_are_recorded_and_not_part_of_the_key(quick_run):
     """Same folder, same cached stages (so no retraining here: test_methods checks that gradient
     checkpointing trains the same LoRA), the option recorded."""

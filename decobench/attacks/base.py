@@ -60,6 +60,10 @@ class GeneratorAccess:
     device: str = "cpu"
     # the public base model without the LoRA (same signature as eps): a reference for difficulty calibration
     eps_reference: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    # what identifies this generator and its member/non-member sets (the trained stage, release settings, ids):
+    # attacks cache their answer under it, so a regime or setup that releases other images from the same
+    # trained generator reuses it. None: never cached
+    key: dict | None = None
 
 
 @dataclass

@@ -168,7 +168,7 @@ def _run(method, method_entry, setup, regime, seed, cfg, params, suite, names, d
 
     if execution.gradient_checkpointing:
         base.unet.enable_gradient_checkpointing()
-    trained = _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device,
+    trained = _train(method, method_entry, seed, cfg, params, names, dsets, split_ids, base, bkey, device,
                      cache, latents, timed, log, procs)
     rel_dirs, pipe, hook = _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey,
                                     device, cache, trained, timed, execution.compile_unet, procs)
@@ -221,7 +221,7 @@ def _run_model(method, method_entry, setup, seed, cfg, params, suite, names, dse
     return result, run_dir
 
 
-def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_ids, base, bkey, device, cache,
+def _train(method, method_entry, seed, cfg, params, names, dsets, split_ids, base, bkey, device, cache,
            latents, timed, log, procs=SINGLE) -> dict:
     """Train (or load from the cache) the method's LoRA; then LoRA features of real G and Test."""
     tr, sensitive = cfg.train, cfg.sensitive
@@ -231,7 +231,7 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
     targets = lora_target_names(base.unet)
     modules = dict(base.unet.named_modules())
     spec = MethodSpec([modules[t].out_channels for t in targets],
-                      stages.n_classes(next(iter(dsets.values())).records), sensitive,
+                      stages.n_classes(dsets[names["train"][0]].records), sensitive,
                       tuple(a for a in stages.ATTRS if a != sensitive),
                       extra={"source_shape": tuple(train_set.mean.shape[1:])})
     method_obj = method_entry.obj(spec, params)
@@ -248,8 +248,9 @@ def _train(method, method_entry, setup, seed, cfg, params, names, dsets, split_i
         + ", ".join(f"{k.removeprefix('method_').removesuffix('_params')} {v:,}" for k, v in counts.items()
                     if k.startswith("method_")))
     version = method_version(method_entry.obj)
+    # no setup in the key: training depends only on its datasets and ids, so setup B (trains as A) reuses A's LoRA
     train_inputs = {"method": method, "origin": method_entry.origin, "method_version": version,
-                    "params": cfg.method, "setup": setup, "seed": seed, "train": cfg.as_dict()["train"],
+                    "params": cfg.method, "seed": seed, "train": cfg.as_dict()["train"],
                     "sensitive": sensitive, **bkey, "datasets": names["train"],
                     "fingerprints": {n: dsets[n].fingerprint() for n in names["train"]},
                     "ids": config_hash([split_ids(n, s, k) for n in names["train"]
@@ -309,7 +310,7 @@ def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, b
     return rel_dirs, pipe, hook  # attacks query the released generator (MIA) and mechanism (inversion)
 
 
-def _generator_access(cfg, names, base, device, pipe, latents) -> GeneratorAccess:
+def _generator_access(cfg, names, base, device, pipe, latents, trained) -> GeneratorAccess:
     """White-box access to the released UNet (fused LoRA + the method's release transform); members are the
     training images the LoRA saw, non-members the training datasets' Test images (identity-disjoint)."""
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
@@ -332,14 +333,17 @@ def _generator_access(cfg, names, base, device, pipe, latents) -> GeneratorAcces
         members=LatentSet.concat([latents(n, "train", tr.max_train_images) for n in names["train"]]),
         nonmembers=LatentSet.concat([latents(n, "test", ev.max_test_images) for n in names["train"]]),
         scaling_factor=float(base.vae.config.scaling_factor), null_text=stages.null_text(base, device).cpu(),
-        device=str(device), eps_reference=eps_reference)
+        device=str(device), eps_reference=eps_reference,
+        # the trained stage (method, params, seed, data, base, device type) and what shapes the released UNet
+        key={"trained": trained["dir"].name, "release": cfg.as_dict()["release"], "datasets": names["train"],
+             "members": tr.max_train_images, "nonmembers": ev.max_test_images})
 
 
 def _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained, rel_dirs, timed,
             log, pipe, latents) -> list[dict]:
     """One DataRelease per evaluated dataset, and the attack suite over it."""
     ev, method_obj, spec = cfg.eval, trained["method"], trained["spec"]
-    generator = _generator_access(cfg, names, base, device, pipe, latents)
+    generator = _generator_access(cfg, names, base, device, pipe, latents, trained)
     policy, sensitive = cfg.train.prompt_policy, cfg.sensitive
 
     def release_fn(images, rows):
