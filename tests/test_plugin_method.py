@@ -68,7 +68,8 @@ def test_entropy_example_runs_with_typed_params(installed, tmp_path):
     env, _ = installed
     sets = {**QUICK_OVERRIDES, "method.weight": "0.5"}
     done = _cli(env, "run", "--method", "max_entropy", "--setup", "A", "--profile", "quick", "--device", "cpu",
-                "--out", str(tmp_path), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
+                "--attacks", "cls,pt", "--out", str(tmp_path),
+                *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(next(tmp_path.glob("A/max_entropy/*/seed0/result.json")).read_text())
     assert result["method_origin"] == "my_pkg==0.0.1" and result["method_params"] == {"weight": 0.5}

@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+from decobench.methods.checks import QUICK_OVERRIDES
 from decobench.models.base import TINY_DIR, missing_files
 from decobench.results.schema import ResultValidationError, validate
 from decobench.run.runner import Execution, run_benchmark
@@ -130,7 +131,9 @@ def test_baseline_real_is_shared_and_baseline_has_no_pt(quick_run):
     assert r["evaluations"][0]["reference"]["baseline_real"] == first["evaluations"][0]["reference"]["baseline_real"]
     assert r["comparability_key"] == first["comparability_key"]
     # each method's LoRA makes its own release (a key collision once made every method release the same images)
-    released = [p for p in (out / ".cache").glob("release-*") if not p.name.endswith(".partial")]
+    released = [p for p in (out / ".cache").glob("release-*") if not p.name.endswith(".partial")
+                and json.loads((p / "inputs.json").read_text())["split"] == "gen"
+                and json.loads((p / "inputs.json").read_text())["dataset"] == "synthfaces-a"]
     assert len(released) == 2
     assert r["evaluations"][0]["metrics"]["kid_synthface"] != first["evaluations"][0]["metrics"]["kid_synthface"]
 
@@ -181,15 +184,13 @@ def test_leaderboard_keeps_hyperparameters_and_dp_budgets_apart(quick_run):
     assert "ce_dp [target_epsilon=5.0] (ε 4.99, δ 1e-05): seed(s) 1 of 0, 1 not run" in render(rows, seeds=[0, 1])
 
 
-SMALL = {"max_steps": "6", "eval_every": "3", "max_train_images": "128", "max_val_images": "32",
-         "release.max_images_per_split": "48", "release.num_inference_steps": "4", "eval.max_test_images": "64",
-         "eval.max_gen_val_images": "32", "eval.classifier.max_epochs": "1", "eval.bootstrap": "100",
-         "eval.quality_subsets": "2"}
+SMALL = QUICK_OVERRIDES  # a few steps and images: the run goes through every stage in seconds
 
 
 @pytest.mark.parametrize("setup,evaluated", [("B", ["synthfaces-b"]), ("C", ["synthfaces-a", "synthfaces-b"])])
 def test_setups_b_and_c(tmp_path, setup, evaluated):
-    r, run_dir = run_benchmark("metric", setup, profile="quick", out=tmp_path, overrides=SMALL, **QUIET)
+    r, run_dir = run_benchmark("metric", setup, profile="quick", out=tmp_path, overrides=SMALL, attacks=["cls"],
+                               **QUIET)
     assert [e["dataset"] for e in r["evaluations"]] == evaluated
     assert r["datasets"]["train"] == (["synthfaces-a", "synthfaces-b"] if setup == "C" else ["synthfaces-a"])
     assert r["config"]["train"]["max_steps"] == 6 and (run_dir / "result.json").is_file()

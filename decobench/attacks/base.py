@@ -13,6 +13,7 @@ known-answer check in which a planted leak must be found and an absent one must 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+
+from decobench.io import atomic_write_json
 
 
 @dataclass
@@ -183,6 +186,21 @@ class AttackContext:
     device: str = "cpu"
     cache: object | None = None   # decobench.run.cache.StageCache (None: no caching)
     log: Callable = print
+
+
+def cached_result(ctx: AttackContext, stage: str, inputs: dict | None, compute: Callable[[], AttackResult]
+                  ) -> AttackResult:
+    """``compute()`` once per ``inputs`` in the runner's stage cache; always without a cache or inputs. The
+    inputs must name everything the answer depends on (attack version, seed, settings, what it reads)."""
+    if ctx.cache is None or inputs is None:
+        return compute()
+    with ctx.cache.stage(stage, inputs) as (folder, cached):
+        if not cached:
+            res = compute()
+            atomic_write_json(folder / "result.json", {"metrics": res.metrics, "reference": res.reference,
+                                                       "info": res.info})
+    d = json.loads((ctx.cache.key(stage, inputs) / "result.json").read_text())
+    return AttackResult(d["metrics"], reference=d["reference"], info=d["info"])
 
 
 class Attack:

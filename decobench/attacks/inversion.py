@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decobench.attacks.base import Attack, AttackResult, CalibrationCase
+from decobench.attacks.base import Attack, AttackResult, CalibrationCase, cached_result
 from decobench.attacks.linkage import rate_metric
 from decobench.attacks.metrics import LOWER, accuracy_metric, bootstrap_ci, not_applicable
 from decobench.evaluation.identification import match_ranks
@@ -287,15 +287,23 @@ class ReleaseInversion(Attack):
     version = "1"
 
     def run(self, release) -> AttackResult:
-        from decobench.models import face_features
-        from decobench.models.fr.zoo import load_recognizer
-
         missing = ("release_fn" if release.release_fn is None else
                    "auxiliary population" if release.auxiliary is None else None)
         if missing:
             reason = f"no {missing}: the attacker cannot make (image, release) pairs for {release.dataset}"
             return AttackResult({f"privacy_inversion_{m}": not_applicable(LOWER, reason) for m in NAMES},
                                 info={"skipped": reason})
+        cfg, seed, gen = self.ctx.cfg, self.ctx.seed, release.generator
+        # cached under the generator, the released images (their folders' content keys) and every setting
+        inputs = None if gen is None or gen.key is None else {
+            **gen.key, "attack": "release_inversion", "version": self.version, "seed": seed,
+            "dataset": release.dataset, "released": release.fingerprint, "eval": cfg.model_dump(mode="json")}
+        return cached_result(self.ctx, "release_inversion", inputs, lambda: self._run(release))
+
+    def _run(self, release) -> AttackResult:
+        from decobench.models import face_features
+        from decobench.models.fr.zoo import load_recognizer
+
         cfg, seed, dev, t0 = self.ctx.cfg, self.ctx.seed, self.ctx.device, time.time()
         sources, released, aux = release.real["train_on"], release.released, release.auxiliary
         if list(sources.ids) != list(released.ids):

@@ -33,15 +33,13 @@ bootstrap (members and non-members resampled separately).
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 import torch
 
-from decobench.attacks.base import Attack, AttackResult, CalibrationCase, GeneratorAccess
+from decobench.attacks.base import Attack, AttackResult, CalibrationCase, GeneratorAccess, cached_result
 from decobench.attacks.metrics import LOWER, not_applicable
-from decobench.io import atomic_write_json
 from decobench.registry import attacks
 
 LOSS_T = (25, 50, 100, 200, 300)    # candidates for loss and PIA
@@ -261,19 +259,12 @@ class GeneratorMembership(Attack):
         def compute():
             return attack_generator(gen, cfg.mia_samples, cfg.mia_calibration_samples, cfg.mia_draws, cfg.bootstrap,
                                     seed, log=self.ctx.log)
-        if self.ctx.cache is None or gen.key is None:
-            return compute()
         # the answer depends on the generator and its member sets, not on which images were released: the G and
         # V+G cells of one trained LoRA (and setup B, which trains as A does) share one computation
-        inputs = {**gen.key, "attack": "mia_generator", "version": self.version, "seed": seed,
-                  "settings": [cfg.mia_samples, cfg.mia_calibration_samples, cfg.mia_draws, cfg.bootstrap]}
-        with self.ctx.cache.stage("mia_generator", inputs) as (folder, cached):
-            if not cached:
-                res = compute()
-                atomic_write_json(folder / "result.json", {"metrics": res.metrics, "reference": res.reference,
-                                                           "info": res.info})
-        d = json.loads((self.ctx.cache.key("mia_generator", inputs) / "result.json").read_text())
-        return AttackResult(d["metrics"], reference=d["reference"], info=d["info"])
+        inputs = None if gen.key is None else {
+            **gen.key, "attack": "mia_generator", "version": self.version, "seed": seed,
+            "settings": [cfg.mia_samples, cfg.mia_calibration_samples, cfg.mia_draws, cfg.bootstrap]}
+        return cached_result(self.ctx, "mia_generator", inputs, compute)
 
     @classmethod
     def calibrate(cls, seed: int = 0) -> list[CalibrationCase]:

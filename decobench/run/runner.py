@@ -336,6 +336,7 @@ def _generator_access(cfg, names, base, device, pipe, latents, trained) -> Gener
         device=str(device), eps_reference=eps_reference,
         # the trained stage (method, params, seed, data, base, device type) and what shapes the released UNet
         key={"trained": trained["dir"].name, "release": cfg.as_dict()["release"], "datasets": names["train"],
+             "weights": {f.name: sha256_file(f) for f in sorted(trained["dir"].glob("*.safetensors"))},
              "members": tr.max_train_images, "nonmembers": ev.max_test_images})
 
 
