@@ -188,6 +188,14 @@ class AttackContext:
     log: Callable = print
 
 
+def source_digest(*modules) -> str:
+    """sha256 of the modules' source files: a cached answer goes stale with the code that computed it."""
+    from decobench.io import sha256_file
+    from decobench.run.config import config_hash
+
+    return config_hash({m.__name__: sha256_file(m.__file__) for m in modules})
+
+
 def cached_result(ctx: AttackContext, stage: str, inputs: dict | None, compute: Callable[[], AttackResult]
                   ) -> AttackResult:
     """``compute()`` once per ``inputs`` in the runner's stage cache; always without a cache or inputs. The

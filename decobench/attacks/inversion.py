@@ -37,6 +37,7 @@ Choices:
 from __future__ import annotations
 
 import copy
+import sys
 import time
 
 import numpy as np
@@ -44,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decobench.attacks.base import Attack, AttackResult, CalibrationCase, cached_result
+from decobench.attacks.base import Attack, AttackResult, CalibrationCase, cached_result, source_digest
 from decobench.attacks.linkage import rate_metric
 from decobench.attacks.metrics import LOWER, accuracy_metric, bootstrap_ci, not_applicable
 from decobench.evaluation.identification import match_ranks
@@ -293,11 +294,21 @@ class ReleaseInversion(Attack):
             reason = f"no {missing}: the attacker cannot make (image, release) pairs for {release.dataset}"
             return AttackResult({f"privacy_inversion_{m}": not_applicable(LOWER, reason) for m in NAMES},
                                 info={"skipped": reason})
+        from decobench.attacks import linkage
+        from decobench.attacks import metrics as metrics_module
+        from decobench.evaluation import identification
+        from decobench.io import sha256_file
+        from decobench.models import face_features
+        from decobench.models.fr.zoo import weights_identity
+
         cfg, seed, gen = self.ctx.cfg, self.ctx.seed, release.generator
         # cached under the generator, the released images (their folders' content keys) and every setting
         inputs = None if gen is None or gen.key is None else {
             **gen.key, "attack": "release_inversion", "version": self.version, "seed": seed,
-            "dataset": release.dataset, "released": release.fingerprint, "eval": cfg.model_dump(mode="json")}
+            "dataset": release.dataset, "released": release.fingerprint, "eval": cfg.model_dump(mode="json"),
+            "scorers": {n: weights_identity(n) for n in cfg.fr_models}
+            | {"face_features": sha256_file(face_features.DIR / "model.safetensors")},
+            "code": source_digest(sys.modules[__name__], metrics_module, linkage, identification)}
         return cached_result(self.ctx, "release_inversion", inputs, lambda: self._run(release))
 
     def _run(self, release) -> AttackResult:

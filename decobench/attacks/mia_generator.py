@@ -33,12 +33,15 @@ bootstrap (members and non-members resampled separately).
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import torch
 
-from decobench.attacks.base import Attack, AttackResult, CalibrationCase, GeneratorAccess, cached_result
+from decobench.attacks import metrics as metrics_module
+from decobench.attacks.base import (Attack, AttackResult, CalibrationCase, GeneratorAccess, cached_result,
+                                    source_digest)
 from decobench.attacks.metrics import LOWER, not_applicable
 from decobench.registry import attacks
 
@@ -263,6 +266,7 @@ class GeneratorMembership(Attack):
         # V+G cells of one trained LoRA (and setup B, which trains as A does) share one computation
         inputs = None if gen.key is None else {
             **gen.key, "attack": "mia_generator", "version": self.version, "seed": seed,
+            "code": source_digest(sys.modules[__name__], metrics_module),
             "settings": [cfg.mia_samples, cfg.mia_calibration_samples, cfg.mia_draws, cfg.bootstrap]}
         return cached_result(self.ctx, "mia_generator", inputs, compute)
 

@@ -310,7 +310,7 @@ def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, b
     return rel_dirs, pipe, hook  # attacks query the released generator (MIA) and mechanism (inversion)
 
 
-def _generator_access(cfg, names, base, device, pipe, latents, trained) -> GeneratorAccess:
+def _generator_access(cfg, names, base, device, pipe, latents, trained, split_ids) -> GeneratorAccess:
     """White-box access to the released UNet (fused LoRA + the method's release transform); members are the
     training images the LoRA saw, non-members the training datasets' Test images (identity-disjoint)."""
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
@@ -337,14 +337,15 @@ def _generator_access(cfg, names, base, device, pipe, latents, trained) -> Gener
         # the trained stage (method, params, seed, data, base, device type) and what shapes the released UNet
         key={"trained": trained["dir"].name, "release": cfg.as_dict()["release"], "datasets": names["train"],
              "weights": {f.name: sha256_file(f) for f in sorted(trained["dir"].glob("*.safetensors"))},
-             "members": tr.max_train_images, "nonmembers": ev.max_test_images})
+             "members": tr.max_train_images,  # the ids are the trained stage's
+             "nonmembers": config_hash([split_ids(n, "test", ev.max_test_images) for n in names["train"]])})
 
 
 def _attack(regime, seed, cfg, suite, names, dsets, split_ids, base, device, cache, trained, rel_dirs, timed,
             log, pipe, latents) -> list[dict]:
     """One DataRelease per evaluated dataset, and the attack suite over it."""
     ev, method_obj, spec = cfg.eval, trained["method"], trained["spec"]
-    generator = _generator_access(cfg, names, base, device, pipe, latents, trained)
+    generator = _generator_access(cfg, names, base, device, pipe, latents, trained, split_ids)
     policy, sensitive = cfg.train.prompt_policy, cfg.sensitive
 
     def release_fn(images, rows):

@@ -152,6 +152,23 @@ def weights_sha256(name: str) -> str | None:
     return manifest()["models"].get(name, {}).get("sha256")
 
 
+def weights_identity(name: str) -> str:
+    """What identifies an FR model's weights in a cache key: a zoo model's committed sha256, a TorchScript
+    file's own sha256, dlib's package version."""
+    if name == "dlib":
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            return f"dlib {version('dlib')}"
+        except PackageNotFoundError:
+            return "dlib"
+    if name.startswith("torchscript:"):
+        from decobench.io import sha256_file
+
+        path = Path(name.removeprefix("torchscript:").rpartition("@")[0]).expanduser()
+        return sha256_file(path) if path.is_file() else name
+    return weights_sha256(name) or name
+
+
 def load_recognizer(name: str, device: str = "cpu") -> FaceRecognizer:
     if name == "dlib":
         return DlibRecognizer()
