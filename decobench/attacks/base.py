@@ -189,11 +189,10 @@ class AttackContext:
 
 
 def source_digest(*modules) -> str:
-    """sha256 of the modules' source files: a cached answer goes stale with the code that computed it."""
-    from decobench.io import sha256_file
-    from decobench.run.config import config_hash
+    """Digest of the modules' source files: a cached answer goes stale with the code that computed it."""
+    from decobench.io import files_digest
 
-    return config_hash({m.__name__: sha256_file(m.__file__) for m in modules})
+    return files_digest(m.__file__ for m in modules)
 
 
 def cached_result(ctx: AttackContext, stage: str, inputs: dict | None, compute: Callable[[], AttackResult]

@@ -24,7 +24,7 @@ from decobench.attacks.base import AttackContext, DataRelease, GeneratorAccess, 
 from decobench.data.frontal import frontal_ids
 from decobench.data.open import open_dataset
 from decobench.evaluation.identification import identity_gallery
-from decobench.io import atomic_write_bytes, atomic_write_json, sha256_file
+from decobench.io import atomic_write_bytes, atomic_write_json, files_digest, sha256_file
 from decobench.methods.base import MethodSpec
 from decobench.models.base import load_base
 from decobench.models.lora import lora_target_names, save_lora
@@ -60,7 +60,7 @@ def code_digest(*classes) -> str:
     invalidates what they computed (CE+Mask also depends on ce.py and base.py)."""
     files = sorted({inspect.getsourcefile(c) for cls in classes for c in cls.__mro__
                     if c.__module__.split(".")[0] not in ("torch", "builtins")})
-    return config_hash({Path(f).name: sha256_file(f) for f in files})
+    return files_digest(files)
 
 
 def method_version(cls, track: str = "data") -> str:
@@ -268,9 +268,11 @@ def _train(method, method_entry, seed, cfg, params, names, dsets, split_ids, bas
         method_obj.load_state_dict(load_file(str(train_dir / "method_modules.safetensors")))
     _load_lora_into(base.unet, train_dir / "pytorch_lora_weights.safetensors")
     method_obj.eval()
+    # the trained weights' content: it keys the release and the generator's MIA
+    weights = {f.name: sha256_file(f) for f in sorted(train_dir.glob("*.safetensors"))}
     if not procs.is_main:  # features are the attacks' (main process only)
         trainer.backbone.remove()
-        return {"dir": train_dir, "method": method_obj}
+        return {"dir": train_dir, "method": method_obj, "weights": weights}
     # PT and probe features: the empty prompt (headline) and the training prompt (second metric)
     null, ev, features = stages.null_text(base, device), cfg.eval, {}
     for n in names["evaluate"]:
@@ -279,8 +281,9 @@ def _train(method, method_entry, seed, cfg, params, names, dsets, split_ids, bas
             for prompt, text in (("null", null), ("train", None)):
                 features[(n, split, prompt)] = timed("features", lambda: trainer.features(lat, ev.feature_timestep, text))
     trainer.backbone.remove()
-    return {"dir": train_dir, "method": method_obj, "spec": spec, "counts": counts, "method_version": version,
-            "training": json.loads((train_dir / "training.json").read_text()), "features": features}
+    return {"dir": train_dir, "method": method_obj, "weights": weights, "spec": spec, "counts": counts,
+            "method_version": version, "training": json.loads((train_dir / "training.json").read_text()),
+            "features": features}
 
 
 def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, base, bkey, device, cache, trained,
@@ -288,7 +291,6 @@ def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, b
     """img2img of the regime's real splits (and G) through the fused LoRA; returns the cached folders."""
     base_fresh = load_base(base_name, base_path, device=device, resolution=cfg.resolution)  # unfused copy
     pipe, hook = build_pipeline(base_fresh, trained["dir"], cfg.release, trained["method"], device, compile_unet)
-    weights_digest = {f.name: sha256_file(f) for f in sorted(trained["dir"].glob("*.safetensors"))}
     policy, rel_dirs = cfg.train.prompt_policy, {}
     for n in names["evaluate"]:
         ds = dsets[n]
@@ -297,7 +299,7 @@ def _release(regime, seed, cfg, names, dsets, split_ids, base_name, base_path, b
             rows = ds.records.iloc[ds.index_of(ids)]
             prompts = prompts_for(rows, policy, cfg.sensitive)
             # the trained weights' content keys the release (bkey's "weights" is the base model's: keep both)
-            rin = {**bkey, "lora_weights": weights_digest, "dataset": n, "split": split, "ids": ids,
+            rin = {**bkey, "lora_weights": trained["weights"], "dataset": n, "split": split, "ids": ids,
                    "release": cfg.as_dict()["release"], "policy": policy, "seed": seed}
 
             def do_release():
@@ -335,9 +337,8 @@ def _generator_access(cfg, names, base, device, pipe, latents, trained, split_id
         scaling_factor=float(base.vae.config.scaling_factor), null_text=stages.null_text(base, device).cpu(),
         device=str(device), eps_reference=eps_reference,
         # the trained stage (method, params, seed, data, base, device type) and what shapes the released UNet
-        key={"trained": trained["dir"].name, "release": cfg.as_dict()["release"], "datasets": names["train"],
-             "weights": {f.name: sha256_file(f) for f in sorted(trained["dir"].glob("*.safetensors"))},
-             "members": tr.max_train_images,  # the ids are the trained stage's
+        # (the stage's name carries its datasets and member ids)
+        key={"trained": trained["dir"].name, "release": cfg.as_dict()["release"], "weights": trained["weights"],
              "nonmembers": config_hash([split_ids(n, "test", ev.max_test_images) for n in names["train"]])})
 
 
