@@ -153,3 +153,17 @@ def test_a_longer_training_run_is_its_own_row_not_a_second_copy_of_the_seed():
     steps = results[0]["config"]["train"]["max_steps"]
     assert sorted(r.label for r in rows) == sorted([f"ce [train.max_steps={steps}]", f"ce [train.max_steps={2 * steps}]"])
     assert all(r.complete for r in rows)
+
+
+def test_a_column_no_run_measured_shows_no_chance():
+    """PT is n/a for a method without an adversary; its n/a record knows its chance but not its unit, so a
+    column of n/a cells shows no chance (it once showed 0.20 beside percentages)."""
+    results = [_result("baseline", s, 0.3, 0.3) for s in (0, 1, 2)]
+    assert results[0]["evaluations"][0]["metrics"]["privacy_pt_race"]["value"] is None
+    lines = render(results).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("| method |"))
+    cols = [c.strip() for c in lines[head].split("|")]
+    chance = [c.strip() for c in lines[head + 2].split("|")]
+    assert chance[1] == "chance / majority"
+    assert chance[cols.index("privacy_pt_race ↓")] == "—"
+    assert chance[cols.index("privacy_cls_race ↓")] == "20.00 / 27.15"

@@ -114,7 +114,7 @@ def _tip(cell: Cell, seeds: list[int]) -> str:
         parts.append(f"95 % CI over seeds {','.join(map(str, seeds))}: [{k * cell.lo:.2f}, {k * cell.hi:.2f}]")
     if cell.example_half_width is not None:
         parts.append(f"the attack's own 95 % CI over examples: ± {k * cell.example_half_width:.2f} (mean over seeds)")
-    if cell.chance is not None:
+    if cell.chance is not None and cell.mean is not None:  # an n/a cell knows its chance but not its unit
         parts.append(f"chance {k * cell.chance:.2f}")
     if cell.majority is not None:
         parts.append(f"majority {k * cell.majority:.2f}")

@@ -46,7 +46,9 @@ def fmt(cell: Cell) -> str:
 
 
 def _chance(cell: Cell | None) -> str:
-    if cell is None or (cell.chance is None and cell.majority is None):
+    """An n/a record carries its chance but not its unit (it has no majority rate): a column no run measured
+    shows no chance rather than a fraction beside percentages."""
+    if cell is None or cell.mean is None or (cell.chance is None and cell.majority is None):
         return "—"
     k = 100 if cell.percent else 1
     ch = "—" if cell.chance is None else f"{k * cell.chance:.2f}"
