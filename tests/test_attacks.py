@@ -13,9 +13,11 @@ from decobench.registry import attacks
 from decobench.run.config import PROFILES as RUN_PROFILES
 
 ALL = attacks.names()
+SLOW_CALIBRATIONS = {"cls", "feature_inversion", "mia_generator", "release_inversion"}  # 50-100 s each
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in SLOW_CALIBRATIONS else ())
+                                  for n in ALL])
 def test_every_registered_attack_passes_its_calibration(name):
     cases = attacks.get(name).calibrate(seed=0)
     assert {c.case for c in cases} == {"planted", "absent"}
@@ -64,6 +66,7 @@ def test_quality_uses_a_fixed_extractor_and_refuses_fd_on_too_few_samples():
     assert m2 == m  # nothing retrained per call: the same inputs give the same number
 
 
+@pytest.mark.slow
 def test_embedded_classifier_budget_lets_early_stopping_decide():
     """The embedded profile stopped at 10 of 10 epochs; its budget must leave room for the stopping rule."""
     cfg = PROFILES["embedded"].model_copy(update={"image_size": 16})

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # pytest -n N: this module's tests share a module fixture, so one worker runs them all
-pytestmark = pytest.mark.xdist_group("test_bench_sd15")
+pytestmark = [pytest.mark.xdist_group("test_bench_sd15"), pytest.mark.slow]  # the smoke run takes ~40 s
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 

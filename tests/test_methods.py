@@ -115,6 +115,7 @@ def _fit(name, steps=120, params=None, **kw):
     return tr.evaluate(val), summary
 
 
+@pytest.mark.slow
 def test_adversary_accuracy_falls_for_ce_and_ce_mask_vs_baseline():
     base_ev, _ = _fit("baseline")
     baseline_acc = base_ev["val_shadow_probe_acc"]  # the same linear head, trained the same way, not fought

@@ -41,6 +41,7 @@ def _released(out) -> np.ndarray:
     return load_released(folder)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun (ships with torch) is not on PATH")
 def test_two_processes_train_and_release_what_one_process_does(tmp_path):
     one, lora1 = _run([sys.executable], tmp_path / "one")

@@ -55,6 +55,7 @@ def test_both_examples_are_listed_with_their_package(installed):
         assert re.search(rf"^{name}\s+\[data\]\s+my_pkg==0.0.1", listed, re.M), listed
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bool(missing_files(TINY_DIR)), reason="tiny-synthface weights not built")
 def test_check_method_passes_the_utility_head_example(installed):
     env, _ = installed
@@ -63,6 +64,7 @@ def test_check_method_passes_the_utility_head_example(installed):
     assert "every check passed" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bool(missing_files(TINY_DIR)), reason="tiny-synthface weights not built")
 def test_entropy_example_runs_with_typed_params(installed, tmp_path):
     env, _ = installed
