@@ -8,6 +8,7 @@ import torch
 
 from decobench.methods.checks import QUICK_OVERRIDES
 from decobench.models.base import TINY_DIR, missing_files
+from decobench.results.aggregate import key_components
 from decobench.results.schema import ResultValidationError, validate
 from decobench.run.runner import Execution, run_benchmark
 
@@ -125,11 +126,17 @@ def test_execution_options_are_recorded_and_not_part_of_the_key(quick_run):
 
 @QUICK_RUN
 def test_baseline_real_is_shared_and_baseline_has_no_pt(quick_run):
+    """The attacks this checks (the identity, membership and inversion attacks ran on the module's run)."""
     out, first, _ = quick_run
-    r, _ = run_benchmark("baseline", "A", profile="quick", out=out, **QUIET)
+    r, _ = run_benchmark("baseline", "A", profile="quick", out=out, attacks=["cls", "pt", "probe", "quality"],
+                         **QUIET)
     assert r["evaluations"][0]["metrics"]["privacy_pt_race"]["value"] is None  # n/a: no adversary
     assert r["evaluations"][0]["reference"]["baseline_real"] == first["evaluations"][0]["reference"]["baseline_real"]
-    assert r["comparability_key"] == first["comparability_key"]
+    # comparable with the module's run but for the attack suite, which the key holds (same versions)
+    assert {k: v for k, v in key_components(r).items() if k != "attacks"} == {
+        k: v for k, v in key_components(first).items() if k != "attacks"}
+    assert r["attacks"].items() < first["attacks"].items()
+    assert r["comparability_key"] != first["comparability_key"]
     # each method's LoRA makes its own release (a key collision once made every method release the same images)
     inputs = [json.loads((p / "inputs.json").read_text()) for p in (out / ".cache").glob("release-*")
               if not p.name.endswith(".partial")]
@@ -154,6 +161,7 @@ def test_leaderboard_groups_and_renders(quick_run):
     assert res.exit_code == 0, res.output
     assert "Data track, setup A, regime G, synthfaces-a: sensitive race, profile quick" in res.output
     assert "| Baseline (Real) | | 0 |" in res.output and "| ce_mask | " in res.output and "| baseline | " in res.output
+    assert "(differs in attacks)" in res.output  # the baseline test's run asked fewer attacks: its own group
     res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out)])  # seeds 0, 1, 2 declared, one run
     assert "ce_mask: seed(s) 1, 2 of 0, 1, 2 not run" in res.output
 
