@@ -43,7 +43,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def files_digest(paths) -> str:
-    """One digest of the files' contents, keyed by file name: a code change invalidates what that code computed."""
-    named = {Path(f).name: sha256_file(f) for f in paths}
-    return hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()[:16]
+def files_digest(named: dict) -> str:
+    """One digest of the files' contents ({name: path}): a code change invalidates what that code computed."""
+    digests = {name: sha256_file(f) for name, f in named.items()}
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]

@@ -30,6 +30,14 @@ def test_source_digest_follows_the_code(tmp_path):
     before = source_digest(mod)
     f.write_text("x = 2\n")
     assert source_digest(mod) != before
+    # two modules with one file name (decobench has several base.py): a change to either still counts
+    g = tmp_path / "pkg" / "m.py"
+    g.parent.mkdir()
+    g.write_text("y = 1\n")
+    other = types.SimpleNamespace(__name__="pkg.m", __file__=str(g))
+    both = source_digest(mod, other)
+    f.write_text("x = 3\n")
+    assert source_digest(mod, other) != both
 
 
 def test_weights_identity_names_the_weights_not_the_path(tmp_path):

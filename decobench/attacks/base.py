@@ -192,7 +192,7 @@ def source_digest(*modules) -> str:
     """Digest of the modules' source files: a cached answer goes stale with the code that computed it."""
     from decobench.io import files_digest
 
-    return files_digest(m.__file__ for m in modules)
+    return files_digest({m.__name__: m.__file__ for m in modules})  # module names: two base.py never collide
 
 
 def cached_result(ctx: AttackContext, stage: str, inputs: dict | None, compute: Callable[[], AttackResult]
