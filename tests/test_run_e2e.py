@@ -125,8 +125,10 @@ def test_execution_options_are_recorded_and_not_part_of_the_key(quick_run):
 
 
 @QUICK_RUN
-def test_baseline_real_is_shared_and_baseline_has_no_pt(quick_run):
-    """The attacks this checks (the identity, membership and inversion attacks ran on the module's run)."""
+def test_baseline_real_is_shared_baseline_has_no_pt_and_the_board_keeps_them_apart(quick_run):
+    """A second method in the module's out folder shares Baseline (Real), has no PT and makes its own release;
+    the board keeps it apart. It asks only the attacks checked here (linkage, membership and inversion ran on
+    the module's run), so its key differs in the attack suite alone."""
     out, first, _ = quick_run
     r, _ = run_benchmark("baseline", "A", profile="quick", out=out, attacks=["cls", "pt", "probe", "quality"],
                          **QUIET)
@@ -142,29 +144,24 @@ def test_baseline_real_is_shared_and_baseline_has_no_pt(quick_run):
               if not p.name.endswith(".partial")]
     assert len([i for i in inputs if i["split"] == "gen" and i["dataset"] == "synthfaces-a"]) == 2
     assert r["evaluations"][0]["metrics"]["kid_synthface"] != first["evaluations"][0]["metrics"]["kid_synthface"]
+    # the board: both runs under one heading, each in its own group (the attack suites differ)
+    from click.testing import CliRunner
+
+    from decobench.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out), "--seeds", "0"])
+    assert res.exit_code == 0, res.output
+    assert "Data track, setup A, regime G, synthfaces-a: sensitive race, profile quick" in res.output
+    assert "| Baseline (Real) | | 0 |" in res.output and "| ce_mask | " in res.output and "| baseline | " in res.output
+    assert "(differs in attacks)" in res.output  # one of the two groups carries the note (a tie: either)
+    res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out)])  # seeds 0, 1, 2 declared, one run
+    assert "ce_mask: seed(s) 1, 2 of 0, 1, 2 not run" in res.output
 
 
 def test_schema_reports_every_problem():
     with pytest.raises(ResultValidationError) as exc:
         validate({"schema_version": 2, "method": 3})
     assert "method" in str(exc.value) and "setup" in str(exc.value)
-
-
-@QUICK_RUN
-def test_leaderboard_groups_and_renders(quick_run):
-    from click.testing import CliRunner
-
-    from decobench.cli.main import cli
-
-    out, _, _ = quick_run
-    res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out), "--seeds", "0"])
-    assert res.exit_code == 0, res.output
-    assert "Data track, setup A, regime G, synthfaces-a: sensitive race, profile quick" in res.output
-    assert "| Baseline (Real) | | 0 |" in res.output and "| ce_mask | " in res.output and "| baseline | " in res.output
-    # the baseline test's run (this group, same out folder) asked fewer attacks: one of the two groups is noted
-    assert "(differs in attacks)" in res.output
-    res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out)])  # seeds 0, 1, 2 declared, one run
-    assert "ce_mask: seed(s) 1, 2 of 0, 1, 2 not run" in res.output
 
 
 @QUICK_RUN
