@@ -45,5 +45,6 @@ def sha256_file(path: str | Path) -> str:
 
 def files_digest(named: dict) -> str:
     """One digest of the files' contents ({name: path}): a code change invalidates what that code computed."""
-    digests = {name: sha256_file(f) for name, f in named.items()}
-    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]
+    from decobench.run.config import config_hash  # the project's one hash of a JSON-able value
+
+    return config_hash({name: sha256_file(f) for name, f in named.items()})
