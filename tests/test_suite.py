@@ -29,7 +29,7 @@ def fake_runner(calls: list | None = None, fail: set = frozenset()):
             raise ValueError("planted failure")
         d = cell_dir(cell, out)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "result.json").write_text(json.dumps({"seconds": {"total": 2.0}}))
+        (d / "result.json").write_text(json.dumps({"stage_seconds": {"total": 2.0}}))
     return run
 
 
@@ -128,6 +128,38 @@ def test_the_suite_resumes_and_records_failures(tmp_path, capsys):
     assert run_suite(cells, tmp_path, runner=fake_runner(calls), progress=False).ran == []
 
 
+def test_the_eta_reads_finished_cells_seconds(tmp_path):
+    from decobench.suite.run import _seconds_of
+
+    cells = load_grid("quick")
+    run_suite(cells[:1], tmp_path, runner=fake_runner(), progress=False)
+    assert _seconds_of(cells[0], tmp_path) == 2.0 and _seconds_of(cells[1], tmp_path) is None
+
+
+def test_a_cell_another_worker_failed_meanwhile_is_not_run_again(tmp_path):
+    """This worker finds a cell locked, runs the others, waits; the other worker's attempt fails: the failure
+    stands for this invocation (a later one retries it)."""
+    import threading
+    import time
+
+    from decobench.suite.run import claim
+
+    cells = load_grid("quick")
+    calls, result = [], {}
+    with claim(cells[0], tmp_path, wait=True):
+        t = threading.Thread(target=lambda: result.update(out=run_suite(cells, tmp_path, runner=fake_runner(calls),
+                                                                        progress=False)))
+        t.start()
+        deadline = time.time() + 60
+        while len(calls) < len(cells) - 1 and time.time() < deadline:
+            time.sleep(0.05)
+        failed = tmp_path / ".suite" / "failed" / f"{cells[0].id}.json"
+        failed.write_text(json.dumps({"error": "ValueError: the other worker's failure"}))
+    t.join(timeout=60)
+    assert cells[0].id not in calls and sorted(calls) == sorted(c.id for c in cells[1:])
+    assert result["out"].failed == {cells[0].id: "ValueError: the other worker's failure"}
+
+
 WORKER = """
 import json, sys, time
 from pathlib import Path
@@ -141,7 +173,7 @@ def run(cell, out, kwargs, log):
     time.sleep(0.3)
     d = cell_dir(cell, out)
     d.mkdir(parents=True, exist_ok=True)
-    (d / "result.json").write_text(json.dumps({"seconds": {"total": 0.3}}))
+    (d / "result.json").write_text(json.dumps({"stage_seconds": {"total": 0.3}}))
 cells = load_grid("quick")
 k, n = parse_shard(shard_arg)
 run_suite(shard(cells, k, n), out, runner=run, progress=False, echo=lambda *a: None)

@@ -94,7 +94,7 @@ class Estimate:
 
 def _seconds_of(cell: Cell, out) -> float | None:
     try:
-        return float(json.loads((cell_dir(cell, out) / "result.json").read_text())["seconds"]["total"])
+        return float(json.loads((cell_dir(cell, out) / "result.json").read_text())["stage_seconds"]["total"])
     except (OSError, KeyError, ValueError, TypeError):
         return None
 
@@ -131,7 +131,7 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
     sd = suite_dir(out)
     for sub in ("logs", "failed", "locks"):
         (sd / sub).mkdir(parents=True, exist_ok=True)
-    outcome, estimate = Outcome(), Estimate()
+    outcome, estimate, started = Outcome(), Estimate(), time.time()
     todo = []
     for c in cells:
         if status(c, out) == "done":
@@ -149,10 +149,13 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
         with claim(cell, out, wait) as mine:
             if not mine:
                 return False
+            failed = sd / "failed" / f"{cell.id}.json"
             if status(cell, out) == "done":  # another worker finished it while this one waited
                 outcome.skipped.append(cell.id)
                 return True
-            failed = sd / "failed" / f"{cell.id}.json"
+            if wait and failed.is_file() and failed.stat().st_mtime >= started:  # another worker's attempt failed
+                outcome.failed[cell.id] = json.loads(failed.read_text())["error"]  # in this invocation: not again
+                return True
             t0 = time.time()
             with open(sd / "logs" / f"{cell.id}.log", "a") as logf:
                 logf.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {cell.command()}\n")
