@@ -58,6 +58,24 @@ def test_a_row_appears_only_with_every_declared_seed():
     assert not twice.complete and "present twice" in twice.missing_reason
 
 
+def test_seeds_made_by_other_method_code_or_recipe_are_other_rows():
+    """A change to the method, trainer or DP code (method_version) or to the training recipe makes another row:
+    its seeds are never averaged with the old ones, and validate does not call them the same cell."""
+    from decobench.results.validate import problems
+
+    old = [_result("ce", s, 0.3, 0.3) for s in range(3)]
+    new = copy.deepcopy(old)
+    longer = copy.deepcopy(old)
+    for r in new:
+        r["method_version"] = "9:0123456789abcdef"
+    for r in longer:
+        r["config"]["train"]["max_steps"] += 100
+    rows = _group(old + new + longer).rows
+    assert len(rows) == 3 and all(r.complete and len(r.results) == 3 for r in rows)
+    assert any("method_version=9:0123456789abcdef" in r.label for r in rows)
+    assert any("train.max_steps=" in r.label for r in rows)
+
+
 def test_incomparable_results_get_their_own_group_with_the_reason():
     results = [_result("ce", s, 0.3, 0.3) for s in range(3)]
     other = [copy.deepcopy(r) for r in results[:1]]
@@ -114,13 +132,20 @@ def test_validate_lists_every_problem_of_every_file(tmp_path):
     eps = json.loads(dp_file.read_text())
     eps["dp"]["epsilon"] /= 2                                     # not what the accountant says
     _write(tmp_path, "eps", eps)
+    z = json.loads(dp_file.read_text())
+    z["dp"]["history"][0][0] *= 2                                 # not the noise multiplier it reports
+    _write(tmp_path, "z", z)
+    recipe = copy.deepcopy(good)
+    recipe["config"]["train"]["max_steps"] += 100                 # another row of the board, not a duplicate
+    _write(tmp_path, "recipe", recipe)
     schema = copy.deepcopy(good)
     del schema["seed"], schema["evaluations"][0]["metrics"]["privacy_cls_race"]["direction"]
     _write(tmp_path, "schema", schema)
     (tmp_path / "torn").mkdir()
     (tmp_path / "torn" / "result.json").write_text('{"schema_version": 2, ')
     found = {Path(k).parent.name: v for k, v in problems([tmp_path]).items()}
-    assert set(found) == {"again", "bad", "eps", "schema", "torn"}  # "a_good" is the first of the pair
+    assert set(found) == {"again", "bad", "eps", "z", "schema", "torn"}  # "a_good" is the first of the pair
+    assert any(p.startswith("dp/history: a noise multiplier other than") for p in found["z"])
     assert "duplicate cell" in found["again"][0]
     assert any(p.startswith("split_hashes/synthfaces-a: train.txt differ") for p in found["bad"])
     assert any("-dirty" in p for p in found["bad"]) and len(found["bad"]) == 2

@@ -138,26 +138,29 @@ def _dp(results: list[dict]) -> dict | None:
             "release_private": all("generator" in d.get("private_players", ["generator"]) for d in dps)}
 
 
-def _recipe(r: dict) -> dict:
-    """What tells two rows of one method apart: its hyperparameters, and the training recipe (which the
-    comparability key leaves to the method: a longer run is another row, never averaged in)."""
+def recipe(r: dict) -> dict:
+    """What tells two rows of one method apart: its hyperparameters, the training recipe (which the
+    comparability key leaves to the method: a longer run is another row, never averaged in), and the method's
+    code (its version digest and where it comes from: seeds made before and after a change to the method, the
+    trainer or the DP code are two rows)."""
     c = r.get("config", {})
     return {**r.get("method_params", {}), **{f"train.{k}": v for k, v in c.get("train", {}).items()},
-            **{f"model.{k}": v for k, v in c.get("model", {}).items()}}
+            **{f"model.{k}": v for k, v in c.get("model", {}).items()},
+            "method_version": r.get("method_version"), "method_origin": r.get("method_origin")}
 
 
 def _rows(pairs: list[tuple[dict, dict]], metrics: list[str], declared) -> list[Row]:
     by_row = defaultdict(list)  # a row per method *and* hyperparameters: an ε sweep is never averaged
     for r, ev in pairs:
-        by_row[(r["method"], json.dumps(_recipe(r), sort_keys=True))].append((r, ev))
+        by_row[(r["method"], json.dumps(recipe(r), sort_keys=True))].append((r, ev))
     out = []
     for (method, recipe_json), items in sorted(by_row.items()):
-        recipe = json.loads(recipe_json)
+        mine = json.loads(recipe_json)
         params = items[0][0].get("method_params", {})
         siblings = [json.loads(p) for m, p in by_row if m == method and p != recipe_json]
         seeds = sorted(r["seed"] for r, _ in items)
         want = sorted(declared.get(method, DEFAULT_SEEDS) if isinstance(declared, dict) else declared)
-        row = Row(method, params, _label(method, recipe, siblings), seeds, want, [r for r, _ in items],
+        row = Row(method, params, _label(method, mine, siblings), seeds, want, [r for r, _ in items],
                   dp=_dp([r for r, _ in items]))
         dup = sorted({s for s in seeds if seeds.count(s) > 1})
         lacking = sorted(set(want) - set(seeds))

@@ -3,8 +3,8 @@
 Per file: readable JSON of the current schema, or of an older one it migrates (every schema problem by field); split hashes and data
 fingerprints equal to the committed splits' manifest; the comparability key recomputes; provenance (a
 clean commit, package versions); a DP block consistent with Opacus's accountant (ε recomputed from the
-recorded history, steps, q). Across files: no cell twice (same comparability key, method, hyperparameters
-and seed).
+recorded history, steps, z, q). Across files: no cell twice (the board's row: same comparability key, method,
+hyperparameters, training recipe and method version; and seed).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+from decobench.results.aggregate import recipe
 from decobench.results.build import comparability_key
 from decobench.results.migrate import MIGRATIONS, migrate
 from decobench.results.schema import SCHEMA_VERSION, ResultValidationError, schema_problems
@@ -62,6 +63,8 @@ def _dp(dp: dict) -> list[str]:
         out.append(f"dp/steps: {dp['steps']}, but the accountant's history has {steps} steps")
     if any(h[1] != dp["sample_rate"] for h in dp["history"]):
         out.append(f"dp/history: a sampling rate other than dp/sample_rate {dp['sample_rate']}")
+    if any(h[0] != dp["noise_multiplier"] for h in dp["history"]):
+        out.append(f"dp/history: a noise multiplier other than dp/noise_multiplier {dp['noise_multiplier']}")
     try:
         again = epsilon(dp["accountant"], dp["history"], dp["delta"])
     except Exception as exc:  # noqa: BLE001 - whatever Opacus says about a malformed history is the problem
@@ -115,11 +118,14 @@ def problems(paths: list[str | Path], splits_root=None) -> dict[str, list[str]]:
             out[str(f)] = [f"not a readable JSON file ({exc})"]
             continue
         mine = file_problems(r, splits_root) if isinstance(r, dict) else ["not a JSON object"]
-        if isinstance(r, dict) and not mine:
-            cell = (r["comparability_key"], r["method"], json.dumps(r["method_params"], sort_keys=True), r["seed"])
-            if cell in seen:
-                mine.append(f"duplicate cell: {seen[cell]} has the same comparability key, method, hyperparameters "
-                            f"and seed {r['seed']}; keep one")
+        try:  # the board's row: comparability key, method, hyperparameters, training recipe, method code, seed
+            cell = (r["comparability_key"], r["method"], json.dumps(recipe(r), sort_keys=True), r["seed"])
+        except (KeyError, TypeError, AttributeError):
+            cell = None  # too malformed to place; its problems above say why
+        if cell is not None and cell in seen:
+            mine.append(f"duplicate cell: {seen[cell]} has the same comparability key, method, hyperparameters, "
+                        f"training recipe, method version and seed {r['seed']}; keep one")
+        if cell is not None:
             seen.setdefault(cell, str(f))
         if mine:
             out[str(f)] = mine
