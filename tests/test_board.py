@@ -85,6 +85,12 @@ def test_incomparable_results_get_their_own_group_with_the_reason():
     assert main.incomparable_with is None and len(main.rows[0].results) == 3
     assert odd.incomparable_with == main.key and odd.differs_in == ["eval"]
     assert f"Not comparable with group {main.key}** (differs in eval)" in render(results + other)
+    gpu = copy.deepcopy(results)
+    for r in gpu:  # the same cells made in bf16 on a GPU
+        r["precision"] = "bf16-autocast, bf16 release weights"
+        r["comparability_key"] = comparability_key(r)
+    main, odd = groups(results + gpu)  # a tie in size: either is the reference, the other names the field
+    assert odd.differs_in == ["precision"] and {main.key, odd.key} == {results[0]["comparability_key"], gpu[0]["comparability_key"]}
 
 
 def test_pareto_tiers_separate_only_where_cis_do():

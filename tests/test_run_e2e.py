@@ -134,9 +134,11 @@ def test_baseline_real_is_shared_baseline_has_no_pt_and_the_board_keeps_them_apa
                          **QUIET)
     assert r["evaluations"][0]["metrics"]["privacy_pt_race"]["value"] is None  # n/a: no adversary
     assert r["evaluations"][0]["reference"]["baseline_real"] == first["evaluations"][0]["reference"]["baseline_real"]
-    # comparable with the module's run but for the attack suite, which the key holds (same versions)
-    assert {k: v for k, v in key_components(r).items() if k != "attacks"} == {
-        k: v for k, v in key_components(first).items() if k != "attacks"}
+    # comparable with the module's run but for the attack suite, which the key holds (same versions), and which
+    # the config records (eval.attacks: the run folder differs too)
+    assert {k: v for k, v in key_components(r).items() if k not in ("attacks", "eval")} == {
+        k: v for k, v in key_components(first).items() if k not in ("attacks", "eval")}
+    assert r["config"]["eval"] == {**first["config"]["eval"], "attacks": ["cls", "pt", "probe", "quality"]}
     assert r["attacks"].items() < first["attacks"].items()
     assert r["comparability_key"] != first["comparability_key"]
     # each method's LoRA makes its own release (a key collision once made every method release the same images)
@@ -153,7 +155,7 @@ def test_baseline_real_is_shared_baseline_has_no_pt_and_the_board_keeps_them_apa
     assert res.exit_code == 0, res.output
     assert "Data track, setup A, regime G, synthfaces-a: sensitive race, profile quick" in res.output
     assert "| Baseline (Real) | | 0 |" in res.output and "| ce_mask | " in res.output and "| baseline | " in res.output
-    assert "(differs in attacks)" in res.output  # one of the two groups carries the note (a tie: either)
+    assert "(differs in attacks, eval)" in res.output  # one of the two groups carries the note (a tie: either)
     res = CliRunner().invoke(cli, ["leaderboard", "--runs", str(out)])  # seeds 0, 1, 2 declared, one run
     assert "ce_mask: seed(s) 1, 2 of 0, 1, 2 not run" in res.output
 

@@ -128,6 +128,22 @@ def test_the_suite_resumes_and_records_failures(tmp_path, capsys):
     assert run_suite(cells, tmp_path, runner=fake_runner(calls), progress=False).ran == []
 
 
+def test_a_cell_with_its_own_attack_suite_has_its_own_folder(tmp_path):
+    """--attacks is written into the config (eval.attacks), so a grid's Tr+V+G cells without PT never find a
+    default run's result.json, nor overwrite it; the default suite hashes as before."""
+    from dataclasses import replace
+
+    from decobench.run.config import resolve
+    from decobench.run.runner import with_attacks
+
+    cell = next(c for c in load_grid("trvg") if c.method == "ce" and c.setup == "A")
+    assert cell.attacks and "pt" not in cell.attacks
+    assert cell_dir(cell, tmp_path) != cell_dir(replace(cell, attacks=None), tmp_path)
+    cfg, _ = resolve("embedded", methods.get("ce"), "ce")
+    assert with_attacks(cfg, "data", None) is cfg and with_attacks(cfg, "data", list(cfg.eval.attacks)).hash() == cfg.hash()
+    assert with_attacks(cfg, "model", ["probe"]).eval.model_attacks == ("probe",)
+
+
 def test_the_eta_reads_finished_cells_seconds(tmp_path):
     from decobench.suite.run import _seconds_of
 

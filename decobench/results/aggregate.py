@@ -42,7 +42,9 @@ def key_components(result: dict) -> dict:
             "split_hashes": result["split_hashes"], "fingerprints": result["data_fingerprints"],
             "base": result["base_model"], "base_weights": result["base_weights"], "resolution": result["resolution"],
             "attacks": result["attacks"], "profile": c["profile"], "prompt_policy": c["train"]["prompt_policy"],
-            "eval": c["eval"], "release": c["release"], **({"faces": c["faces"]} if "faces" in c else {})}
+            "eval": c["eval"], "release": c["release"], **({"faces": c["faces"]} if "faces" in c else {}),
+            # numerics: bf16 on CUDA is not averaged with fp32 (named only when not fp32: older keys stand)
+            **({"precision": result["precision"]} if result.get("precision", "fp32") != "fp32" else {})}
 
 
 def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
@@ -220,7 +222,8 @@ def groups(results: list[dict], seeds: list[int] | dict[str, list[int]] | None =
         same.sort(key=lambda g: (-sum(len(r.results) for r in g.rows), g.key))
         for g in same[1:]:
             g.incomparable_with = same[0].key
-            g.differs_in = sorted(k for k in g.components if g.components[k] != same[0].components[k])
+            ref = same[0].components  # a field one key has and the other lacks (faces, precision) differs too
+            g.differs_in = sorted(k for k in {*g.components, *ref} if g.components.get(k) != ref.get(k))
     order = {"data": 0, "model": 1, "cloak": 2}  # the main table first
     out.sort(key=lambda g: (order.get(g.components["track"], 9), g.components["track"], g.components["setup"], g.components["regime"], g.dataset,
                             g.incomparable_with is not None, g.key))

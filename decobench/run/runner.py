@@ -79,6 +79,15 @@ def run_folder(out: Path, setup: str, method: str, regime: str, cfg, seed: int) 
     return out / setup / method / f"{regime}-{cfg.profile}-{cfg.train.prompt_policy}-{cfg.hash()[:10]}" / f"seed{seed}"
 
 
+def with_attacks(cfg, track: str, attacks) -> "RunConfig":
+    """The config with ``--attacks`` written into it (eval.attacks, or eval.model_attacks on the model track), so
+    runs with other attack suites hash to other folders; the default suite leaves the config as it was."""
+    if not attacks:
+        return cfg
+    field = "model_attacks" if track == "model" else "attacks"
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={field: tuple(attacks)})})
+
+
 def select_attacks(names, kind: str = "data"):
     out = []
     for n in names:
@@ -118,7 +127,8 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
         raise ConfigError("on the model track the encoder's learning rate is model.lr (--set model.lr=...); "
                           "lr is the data track's LoRA rate")
     cfg, params = resolve(profile, method_entry.obj, method, overrides, sensitive)
-    suite = select_attacks(attacks or (cfg.eval.model_attacks if track == "model" else cfg.eval.attacks), track)
+    cfg = with_attacks(cfg, track, attacks)
+    suite = select_attacks(cfg.eval.model_attacks if track == "model" else cfg.eval.attacks, track)
     if execution.gradient_checkpointing and method_entry.obj.dp_backbone:
         raise ConfigError(f"{method} trains its LoRA with DP-SGD, whose per-example gradients (torch.func) cannot "
                           f"pass through gradient checkpointing; run it without --gradient-checkpointing")

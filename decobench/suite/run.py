@@ -29,7 +29,7 @@ def cell_dir(cell: Cell, out: str | Path) -> Path:
     """The folder ``decobench run`` writes this cell's result.json into (resolving its config, running nothing)."""
     from decobench.registry import methods
     from decobench.run.config import resolve
-    from decobench.run.runner import run_folder
+    from decobench.run.runner import run_folder, with_attacks
 
     if cell.track == "cloak":
         from decobench.run import cloak_track
@@ -37,6 +37,7 @@ def cell_dir(cell: Cell, out: str | Path) -> Path:
         cfg, params = cloak_track.resolve_cloak(cell.profile, methods.get(cell.method), cell.overrides())
         return cloak_track.run_folder(out, cell.method, cfg, params, cell.seed)[1]
     cfg, _ = resolve(cell.profile, methods.get(cell.method), cell.method, cell.overrides(), cell.sensitive)
+    cfg = with_attacks(cfg, cell.track, cell.attacks)
     return run_folder(Path(out), cell.setup, cell.method, cell.regime, cfg, cell.seed)
 
 
