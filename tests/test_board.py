@@ -45,6 +45,39 @@ def test_a_cell_is_the_mean_with_a_student_t_interval_over_seeds():
     assert "| ce | 1 | 0,1,2 | 30.00 ± 49.68 ° |" in render([_result("ce", s, c, 0.3) for s, c in enumerate((.1, .3, .5))])
 
 
+def test_the_chance_mark_widens_the_seed_ci_by_the_examples_ci():
+    """Three seeds at 0.52 ± 0.003 over seeds whose own CIs over one Test set each hold 0.50: not a leak (°);
+    with narrow example CIs the same seeds are above chance."""
+    def mia(halves):
+        rs = [_result("ce", s, 0.3, 0.3) for s in range(3)]
+        for r, v in zip(rs, (0.519, 0.520, 0.521)):
+            m = r["evaluations"][0]["metrics"]["privacy_mia_loss_auc"]
+            m.update(value=v, ci=[v - halves, v + halves])
+        return _group(rs).rows[0].cells["privacy_mia_loss_auc"]
+    wide, narrow = mia(0.03), mia(0.005)
+    assert wide.lo > 0.5 and wide.includes_chance and wide.example_half_width == pytest.approx(0.03)
+    assert not narrow.includes_chance
+
+
+def test_cells_print_the_digits_their_ci_needs_and_n_a_cells_say_why():
+    from decobench.results.html import render_html
+    from decobench.results.leaderboard import decimals
+
+    assert [decimals(h) for h in (None, 0.0, 10.53, 0.5, 0.043, 0.0043)] == [2, 2, 2, 2, 3, 4]
+    rs = [_result("ce", s, 0.3, 0.3) for s in range(3)]
+    for r, v in zip(rs, (0.8810, 0.8815, 0.8820)):  # an SSIM-like quantity with a narrow CI
+        r["evaluations"][0]["metrics"]["kid_synthface"].update(value=v)
+        r["evaluations"][0]["metrics"]["privacy_pt_race"] = {**r["evaluations"][0]["metrics"]["privacy_pt_race"],
+                                                            "value": None, "note": "n/a: this method has no adversary"}
+    table = render(rs)
+    assert "0.8815 ± 0.0012" in table
+    assert "n/a: privacy_pt_race for ce: this method has no adversary" in table
+    for r in rs:
+        r["_path"] = str(ROOT / f"seed{r['seed']}" / "result.json")
+    page = render_html(rs, ROOT)["index.html"]
+    assert 'title="n/a: this method has no adversary"' in page
+
+
 def test_a_row_appears_only_with_every_declared_seed():
     results = [_result("ce", s, 0.3, 0.3) for s in (0, 1)] + [_result("metric", s, 0.3, 0.3) for s in (0, 1, 2)]
     g = _group(results)

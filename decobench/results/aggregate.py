@@ -8,7 +8,10 @@ mean over the row's declared seeds with a 95 % confidence interval over seeds.
   seed is present; otherwise it is kept aside with the reason (the seeds missing), never half-averaged.
 - A cell: mean over seeds, Student-t 95 % CI over seeds (n - 1 degrees of freedom), the mean of the
   attack's own per-seed CI half-widths over examples where the attack gives one, chance and majority
-  rate, and whether the seed CI includes chance (or the majority rate, for accuracies).
+  rate, and whether the CI includes chance (or the majority rate, for accuracies). For that mark the seed
+  CI's half-width is widened by the examples' (√(h_seeds² + h_examples²)): seeds share one Test set, so the
+  seed CI alone misses the sampling of the examples (three seeds at 0.52 ± 0.01 whose own CIs each hold 0.50
+  are not evidence of a leak).
 """
 
 from __future__ import annotations
@@ -68,9 +71,10 @@ class Cell:
     example_half_width: float | None = None   # mean over seeds of the attack's own CI half-width (examples)
     chance: float | None = None
     majority: float | None = None
-    includes_chance: bool = False               # the seed CI holds chance (or the majority rate)
+    includes_chance: bool = False               # the CI (seeds, widened by examples) holds chance or majority
     percent: bool = False                       # accuracies and rates print in %
     headline: bool = True
+    note: str | None = None                     # why a cell is n/a (the attack's own words)
 
     @staticmethod
     def of(name: str, records: list[dict]) -> "Cell":
@@ -79,16 +83,19 @@ class Cell:
         base = dict(metric=name, direction=m0["direction"], chance=m0.get("chance"), majority=m0.get("majority"),
                     percent=in_percent(m0), headline=m0.get("headline", True))
         if len(vals) < len(records):  # a seed without a value (n/a): no mean over the others
-            return Cell(n=len(vals), mean=None, **base)
+            notes = sorted({m.get("note", "").removeprefix("n/a: ") for m in records if m.get("value") is None})
+            return Cell(n=len(vals), mean=None, note="; ".join(n for n in notes if n) or None, **base)
         mean, lo, hi = seed_interval(vals)
         halves = [(m["ci"][1] - m["ci"][0]) / 2 for m in records if m.get("ci")]
+        example = float(np.mean(halves)) if len(halves) == len(records) else None
         refs = [r for r in (base["chance"], base["majority"] if is_accuracy(m0) else None) if r is not None]
-        if lo is not None:
-            includes = any(lo <= r <= hi for r in refs)
+        if lo is not None:  # seeds and test examples both vary the figure: their half-widths add in quadrature
+            half = float(np.hypot((hi - lo) / 2, example or 0.0))
+            includes = any(mean - half <= r <= mean + half for r in refs)
         else:  # one seed: the attack's own CI decides, as it says
             includes = bool(m0.get("ci_includes_chance") or m0.get("ci_includes_majority"))
-        return Cell(n=len(vals), mean=mean, lo=lo, hi=hi, includes_chance=includes,
-                    example_half_width=float(np.mean(halves)) if len(halves) == len(records) else None, **base)
+        return Cell(n=len(vals), mean=mean, lo=lo, hi=hi, includes_chance=includes, example_half_width=example,
+                    **base)
 
 
 @dataclass

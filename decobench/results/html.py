@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from decobench.results.aggregate import Cell, Group, groups
-from decobench.results.leaderboard import _chance, dp_label, fmt
+from decobench.results.leaderboard import CELLS_NOTE, _chance, decimals, dp_label, fmt, na_reasons
 from decobench.results.pareto import Point, axes, tiers
 
 SCRIPT = """
@@ -65,7 +65,8 @@ td.chance { color: #888; }
 
 
 def input_hash(results: list[dict]) -> str:
-    """sha256 over the result set (each file's path relative to the board and its JSON), order-free."""
+    """sha256 over the result set: each file's JSON, not where it lies (a clone elsewhere hashes the same),
+    in the order of the files' paths."""
     import json
 
     h = hashlib.sha256()
@@ -89,15 +90,17 @@ def pareto_svg(g: Group, points: list[Point]) -> str:
     privacy, utility = axes(g)
     with matplotlib.rc_context({"svg.hashsalt": "decobench", "svg.fonttype": "none", "font.size": 8}):
         fig, ax = plt.subplots(figsize=(5, 3.6))
+        kx = 100 if g.specs[privacy].percent else 1  # accuracies and rates in %, SSIM and the like as they are
+        ky = 100 if all(g.specs[u].percent for u in utility) else 1
         for p in sorted(points, key=lambda p: p.row.label):
-            x, y = 100 * p.privacy[0], 100 * p.utility[0]
-            xerr = None if p.privacy[1] is None else [[x - 100 * p.privacy[1]], [100 * p.privacy[2] - x]]
-            yerr = None if p.utility[1] is None else [[y - 100 * p.utility[1]], [100 * p.utility[2] - y]]
+            x, y = kx * p.privacy[0], ky * p.utility[0]
+            xerr = None if p.privacy[1] is None else [[x - kx * p.privacy[1]], [kx * p.privacy[2] - x]]
+            yerr = None if p.utility[1] is None else [[y - ky * p.utility[1]], [ky * p.utility[2] - y]]
             ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o" if p.tier == 1 else "s", capsize=2,
                         label=f"{p.row.label} (tier {p.tier})")
             ax.annotate(p.row.label, (x, y), textcoords="offset points", xytext=(4, 4))
-        ax.set_xlabel(f"{privacy} (%, lower is more private)")
-        ax.set_ylabel(f"mean of {', '.join(utility)} (%)")
+        ax.set_xlabel(f"{privacy} ({'%, ' if kx == 100 else ''}lower is more private)")
+        ax.set_ylabel(f"mean of {', '.join(utility)}" + (" (%)" if ky == 100 else ""))
         ax.set_title("privacy vs utility, 95 % CIs over seeds")
         ax.legend(fontsize=6, loc="best")
         fig.tight_layout()
@@ -109,23 +112,28 @@ def pareto_svg(g: Group, points: list[Point]) -> str:
 
 def _tip(cell: Cell, seeds: list[int]) -> str:
     k = 100 if cell.percent else 1
+    if cell.mean is None:
+        return f"n/a: {cell.note}" if cell.note else "n/a"
     parts = []
     if cell.lo is not None:
-        parts.append(f"95 % CI over seeds {','.join(map(str, seeds))}: [{k * cell.lo:.2f}, {k * cell.hi:.2f}]")
+        d = decimals(k * (cell.hi - cell.lo) / 2)
+        parts.append(f"95 % CI over seeds {','.join(map(str, seeds))}: [{k * cell.lo:.{d}f}, {k * cell.hi:.{d}f}]")
     if cell.example_half_width is not None:
-        parts.append(f"the attack's own 95 % CI over examples: ± {k * cell.example_half_width:.2f} (mean over seeds)")
+        d = decimals(k * cell.example_half_width)
+        parts.append(f"the attack's own 95 % CI over examples: ± {k * cell.example_half_width:.{d}f} (mean over "
+                     f"seeds)")
     if cell.chance is not None and cell.mean is not None:  # an n/a cell knows its chance but not its unit
         parts.append(f"chance {k * cell.chance:.2f}")
     if cell.majority is not None:
         parts.append(f"majority {k * cell.majority:.2f}")
     if cell.includes_chance:
-        parts.append("the CI holds chance or the majority rate")
+        parts.append("the CI (seeds, widened by examples) holds chance or the majority rate")
     return "; ".join(parts)
 
 
 def _td(cell: Cell | None, seeds: list[int]) -> str:
     if cell is None:
-        return '<td data-value="">n/a</td>'
+        return '<td data-value="" title="n/a: the method\'s results report no such metric">n/a</td>'
     value = "" if cell.mean is None else f"{cell.mean:.6g}"
     return f'<td data-value="{value}" title="{html.escape(_tip(cell, seeds))}">{html.escape(fmt(cell))}</td>'
 
@@ -174,6 +182,10 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
     aside = [f"{esc(r.label)}: {esc(r.missing_reason)}" for r in g.rows if not r.complete]
     if aside:
         out.append(f'<p class="note">Not shown (incomplete): {"; ".join(aside)}.</p>')
+    reasons = na_reasons(g)
+    if reasons:
+        out.append('<p class="note">n/a: ' + "; ".join(f"{esc(m)} for {esc(', '.join(rows))}: {esc(why)}"
+                                                      for (m, why), rows in reasons.items()) + ".</p>")
     out.append("</section>")
     return "\n".join(out)
 
@@ -199,10 +211,9 @@ def render_html(results: list[dict], board_dir: str | Path, seeds=None, commit: 
 <style>{STYLE}</style></head>
 <body>
 <h1>decobench leaderboard</h1>
-<p class="note">{n} result files (input sha256 {input_hash(results)[:16]}). Each cell: mean ± half-width of the
-95 % Student-t CI over the row's declared seeds; ° = that CI holds chance (or the majority rate, for
-accuracies); accuracies and rates in %. Hover a cell for its CIs, chance and majority; click a column head to
-sort; the seed numbers link to the result files. The tidy table of every cell: <a href="embedded.csv">embedded.csv</a>.</p>
+<p class="note">{n} result files (input sha256 {input_hash(results)[:16]}). {html.escape(CELLS_NOTE)} Hover a
+cell for its CIs, chance and majority (or why it is n/a); click a column head to sort; the seed numbers link to
+the result files. The tidy table of every cell: <a href="embedded.csv">embedded.csv</a>.</p>
 <noscript><p class="note">Sorting and filtering need JavaScript; the tables below are complete without it.</p></noscript>
 <p><label>Filter rows by method: <input id="filter" type="search" placeholder="e.g. ce_"></label></p>
 {chr(10).join(sections)}

@@ -9,6 +9,7 @@ declared seeds), :mod:`decobench.results.pareto` ranks the rows of a group in pr
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,14 +34,24 @@ def collect(root: str | Path, warn=print) -> list[dict]:
     return out
 
 
+def decimals(half: float | None) -> int:
+    """Two decimals, or as many as the CI's half-width needs for two significant figures (0.0043 -> 4): a
+    narrow CI is never printed as ± 0.00 beside means that differ only in the digits cut off."""
+    if not half or not math.isfinite(half):
+        return 2
+    return min(6, max(2, 1 - math.floor(math.log10(abs(half)))))
+
+
 def fmt(cell: Cell) -> str:
     """mean ± CI half-width over seeds, in % for accuracies and rates; ° when the CI holds chance."""
     if cell.mean is None:
         return "n/a"
     k = 100 if cell.percent else 1
-    out = f"{k * cell.mean:.2f}"
-    if cell.lo is not None:
-        out += f" ± {k * (cell.hi - cell.lo) / 2:.2f}"
+    half = None if cell.lo is None else k * (cell.hi - cell.lo) / 2
+    d = decimals(half)
+    out = f"{k * cell.mean:.{d}f}"
+    if half is not None:
+        out += f" ± {half:.{d}f}"
     lower_privacy = cell.direction == "lower_is_better" and (cell.chance is not None or cell.majority is not None)
     return out + (" °" if lower_privacy and cell.includes_chance else "")
 
@@ -112,11 +123,34 @@ def render_group(g: Group) -> str:
     aside = [f"{r.label}{dp_label(r.dp)}: {r.missing_reason}" for r in g.rows if not r.complete]
     if aside:
         parts.append("\nNot shown (incomplete): " + "; ".join(aside) + ".")
+    reasons = na_reasons(g)
+    if reasons:
+        parts.append("\nn/a: " + "; ".join(f"{metric} for {', '.join(rows)}: {why}"
+                                            for (metric, why), rows in reasons.items()) + ".")
     commits = sorted({r["decobench_commit"] for row in g.rows for r in row.results})
-    parts.append("\nCells: mean ± half-width of the 95 % CI over seeds (Student t, n − 1 df); ° = that CI holds "
-                 "chance (or the majority rate, for accuracies): the attack does no better than guessing there. "
-                 f"Accuracies and rates in %. KID × 1000. Commit(s): {', '.join(commits)}.\n")
+    parts.append(f"\n{CELLS_NOTE} Commit(s): {', '.join(commits)}.\n")
     return "\n".join(parts)
+
+
+CELLS_NOTE = ("Cells: mean ± half-width of the 95 % CI over seeds (Student t, n − 1 df); ° = the CI holds chance "
+              "(or the majority rate, for accuracies), its half-width widened by the attack's own CI over examples "
+              "where it gives one (√(h_seeds² + h_examples²)): the attack does no better than guessing there. "
+              "Accuracies and rates in %. KID × 1000.")
+
+
+def na_reasons(g: Group) -> dict[tuple[str, str], list[str]]:
+    """{(metric, why): row labels} for every n/a cell of the group's shown rows."""
+    out = defaultdict(list)
+    for row in g.rows:
+        if not row.complete:
+            continue
+        for k in g.metrics:
+            cell = row.cells.get(k)
+            if cell is None:
+                out[(k, "the method's results report no such metric")].append(row.label)
+            elif cell.mean is None:
+                out[(k, cell.note or "no value (the result gives no reason)")].append(row.label)
+    return dict(out)
 
 
 def render(results: list[dict], seeds=None) -> str:
