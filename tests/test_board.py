@@ -63,7 +63,7 @@ def test_cells_print_the_digits_their_ci_needs_and_n_a_cells_say_why():
     from decobench.results.html import render_html
     from decobench.results.leaderboard import decimals
 
-    assert [decimals(h) for h in (None, 0.0, 10.53, 0.5, 0.043, 0.0043)] == [2, 2, 2, 2, 3, 4]
+    assert [decimals(h) for h in (None, 0.0, 1e-17, 10.53, 0.5, 0.043, 0.0043)] == [2, 2, 2, 2, 2, 3, 4]
     rs = [_result("ce", s, 0.3, 0.3) for s in range(3)]
     for r, v in zip(rs, (0.8810, 0.8815, 0.8820)):  # an SSIM-like quantity with a narrow CI
         r["evaluations"][0]["metrics"]["kid_synthface"].update(value=v)

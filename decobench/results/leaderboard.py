@@ -37,7 +37,7 @@ def collect(root: str | Path, warn=print) -> list[dict]:
 def decimals(half: float | None) -> int:
     """Two decimals, or as many as the CI's half-width needs for two significant figures (0.0043 -> 4): a
     narrow CI is never printed as ± 0.00 beside means that differ only in the digits cut off."""
-    if not half or not math.isfinite(half):
+    if not half or not math.isfinite(half) or abs(half) < 1e-9:  # equal seeds: a rounding error, not a width
         return 2
     return min(6, max(2, 1 - math.floor(math.log10(abs(half)))))
 
