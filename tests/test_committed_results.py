@@ -13,13 +13,18 @@ import pytest
 
 from decobench.registry import attacks, methods
 from decobench.results.aggregate import groups, tidy
-from decobench.results.leaderboard import collect, render
+from decobench.results.board import board_markdown
+from decobench.results.expected import declared_seeds, render_missing_html
+from decobench.results.leaderboard import collect
 from decobench.results.validate import problems
 from decobench.run.runner import method_version
+from decobench.suite.grid import load_grid
 
 BOARD = Path(__file__).resolve().parent.parent / "leaderboard"
 SKIPPED: list[str] = []
 RESULTS = collect(BOARD / "results", warn=SKIPPED.append)
+GRID = load_grid("embedded")  # the board is made from the embedded preset (README: the command)
+SEEDS = declared_seeds(GRID)
 
 
 def test_no_committed_result_has_an_old_schema():
@@ -67,9 +72,10 @@ def test_committed_table_is_rendered_from_the_committed_results():
 
     first, text = (BOARD / "embedded.md").read_text().split("\n", 1)
     assert first.startswith("<!-- decobench leaderboard from") and f"input sha256 {input_hash(RESULTS)}," in first
-    assert text.strip() == render(RESULTS).strip()
+    assert "-dirty" not in first and "generator commit unknown" not in first  # made from a clean checkout
+    assert text.strip() == board_markdown(RESULTS, BOARD / "results", SEEDS, (GRID, "embedded")).strip()
     committed = pd.read_csv(BOARD / "embedded.csv")
-    again = pd.read_csv(io.StringIO(pd.DataFrame(tidy(groups(RESULTS))).to_csv(index=False)))
+    again = pd.read_csv(io.StringIO(pd.DataFrame(tidy(groups(RESULTS, SEEDS))).to_csv(index=False)))
     pd.testing.assert_frame_equal(committed, again)
 
 
@@ -78,8 +84,10 @@ def test_committed_page_and_plots_are_rendered_from_the_committed_results():
 
     def page(text):  # the generating checkout's commit is the one line that may differ
         return [line for line in text.splitlines() if "decobench-generator-commit" not in line]
-    files = render_html(RESULTS, BOARD)
-    assert page((BOARD / "index.html").read_text()) == page(files.pop("index.html"))
+    files = render_html(RESULTS, BOARD, SEEDS, tail=render_missing_html(GRID, BOARD / "results", "embedded"))
+    committed = (BOARD / "index.html").read_text()
+    assert "-dirty" not in committed.split('name="decobench-generator-commit" content="')[1].split('"')[0]
+    assert page(committed) == page(files.pop("index.html"))
     for name, text in files.items():
         assert (BOARD / name).read_text() == text, name
     assert sorted(p.name for p in BOARD.glob("pareto-*.svg")) == sorted(files)  # none stale

@@ -231,8 +231,8 @@ def test_a_finished_grid_writes_the_board(tmp_path):
     assert main(["suite", "run", "--grid", str(grid), "--out", str(tmp_path / "runs"),
                  "--board", str(tmp_path / "board")]) == 0
     board = tmp_path / "board"
-    def tables(p):  # the first line names the generating commit
-        return p.read_text().split("\n", 1)[1].strip()
+    def tables(p):  # the first line names the generating commit; the committed board ends with the embedded
+        return p.read_text().split("\n", 1)[1].split("### Not in this board yet")[0].strip()  # grid's cells to come
     assert tables(board / "grid.md") == tables(REPO / "leaderboard" / "embedded.md")
     assert (board / "grid.csv").read_text() == (REPO / "leaderboard" / "embedded.csv").read_text()
     assert (board / "index.html").is_file()
@@ -245,3 +245,33 @@ def test_the_cloak_table_grid_sweeps_surrogates_and_finds_its_folders(tmp_path):
     assert "--setup" not in cells[0].command()
     assert len({cell_dir(c, tmp_path) for c in cells}) == len(cells)
     assert len(load_grid("cloaks")) == 36
+
+
+def test_a_board_made_from_a_grid_lists_the_cells_it_lacks_and_why(tmp_path):
+    """Two cells done, one failed, the rest never run: the board's last section names each with its seeds and
+    state (a setup with no result at all has no group to carry that)."""
+    from decobench.results.expected import declared_seeds, missing, render_missing
+
+    cells = load_grid("quick")  # baseline and ce on A/G, seeds 0-2
+    done = [c for c in cells if c.method == "baseline"][:2]
+    bad = next(c for c in cells if c.method == "ce" and c.seed == 1)
+    run_suite(done + [bad], tmp_path, runner=fake_runner(fail={bad.id}), progress=False)
+    rows = missing(cells, tmp_path)
+    assert [(r["method"], r["seeds"], r["state"]) for r in rows] == [
+        ("baseline", [2], "not run"), ("ce", [1], "failed: ValueError: planted failure"), ("ce", [0, 2], "not run")]
+    text = render_missing(cells, tmp_path, "quick")
+    assert "4 of the 6 cells of grid quick are not in this board (3 not run, 1 failed)" in text
+    assert "| data | A | G | ce | 1 | failed: ValueError: planted failure |" in text
+    assert declared_seeds(cells) == {"baseline": [0, 1, 2], "ce": [0, 1, 2]}
+    run_suite(cells, tmp_path, runner=fake_runner(), progress=False)
+    assert render_missing(cells, tmp_path, "quick") == ""
+
+
+def test_the_leaderboard_command_closes_with_the_grids_missing_cells(tmp_path):
+    import shutil
+
+    shutil.copytree(REPO / "leaderboard" / "results" / "A" / "baseline", tmp_path / "runs" / "A" / "baseline")
+    md = tmp_path / "board.md"
+    assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--preset", "quick", "--out", str(md)]) == 0
+    assert "| data | A | G | ce | 0, 1, 2 | not run |" in md.read_text()
+    assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--preset", "nope"]) == 2

@@ -22,21 +22,35 @@ def _seeds(value: str) -> list[int]:
               help="write the tidy table (one record per group, row and metric) here")
 @click.option("--html", "html_out", default=None, type=click.Path(dir_okay=False),
               help="write the static page here (index.html), its Pareto plots beside it")
-@click.option("--seeds", default="0,1,2", show_default=True,
-              help="the seeds every row declares: a row shows only when all are present")
-def leaderboard(runs, out, csv_out, html_out, seeds):
+@click.option("--seeds", default=None,
+              help="the seeds every row declares: a row shows only when all are present (default: the grid's, "
+                   "else 0,1,2)")
+@click.option("--preset", default=None, help="the grid the board is made from (a suite preset, e.g. embedded): "
+                                             "its cells not under RUNS are listed, with why, at the end")
+@click.option("--grid", "grid_file", default=None, type=click.Path(dir_okay=False), help="the same, from a TOML grid")
+def leaderboard(runs, out, csv_out, html_out, seeds, preset, grid_file):
     """Validate every result.json under RUNS and print the comparison tables: per comparable group, each cell
     the mean and 95 % CI over the declared seeds, rows in privacy-utility Pareto tiers.
 
     \b
     Example:
-      decobench leaderboard --runs leaderboard/results --out leaderboard/embedded.md \\
+      decobench leaderboard --runs leaderboard/results --preset embedded --out leaderboard/embedded.md \\
         --csv leaderboard/embedded.csv --html leaderboard/index.html
     """
     from decobench.results.board import write_board
 
+    grid = None
+    if preset or grid_file:
+        from pathlib import Path
+
+        from decobench.results.expected import declared_seeds
+        from decobench.suite.grid import load_grid
+
+        cells = load_grid(preset, grid_file)
+        grid = (cells, preset or Path(grid_file).stem)
+    declared = _seeds(seeds) if seeds is not None else (declared_seeds(grid[0]) if grid else [0, 1, 2])
     try:
-        text = write_board(runs, _seeds(seeds), out, csv_out, html_out, warn=lambda m: click.echo(m, err=True))
+        text = write_board(runs, declared, out, csv_out, html_out, warn=lambda m: click.echo(m, err=True), grid=grid)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(text)

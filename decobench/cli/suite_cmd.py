@@ -93,11 +93,12 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
             click.echo(f"board not written: {len(left)} cell(s) of the grid are not done (other shards?); "
                        f"rerun with --board once they are", err=True)
         else:
-            seeds = sorted({c.seed for c in cells})
+            from decobench.results.expected import declared_seeds
+
             Path(board).mkdir(parents=True, exist_ok=True)
             name = preset or Path(grid_file).stem
-            write_board(out, seeds, Path(board) / f"{name}.md", Path(board) / f"{name}.csv",
-                        Path(board) / "index.html", warn=lambda m: click.echo(m, err=True))
+            write_board(out, declared_seeds(cells), Path(board) / f"{name}.md", Path(board) / f"{name}.csv",
+                        Path(board) / "index.html", warn=lambda m: click.echo(m, err=True), grid=(cells, name))
             click.echo(f"wrote the board to {board}")
     if outcome.failed:
         raise click.exceptions.Exit(1)

@@ -13,21 +13,33 @@ def provenance_line(results: list[dict], commit: str) -> str:
             f"generator commit {commit} -->")
 
 
-def write_board(runs: str | Path, seeds: list[int], md=None, csv=None, html=None, warn=print) -> str:
+def board_markdown(results: list[dict], runs, seeds, grid=None) -> str:
+    """The tables; with ``grid`` (its cells and name) the grid's cells not under ``runs`` close them."""
+    from decobench.results.expected import render_missing
+    from decobench.results.leaderboard import render
+
+    text = render(results, seeds)
+    tail = render_missing(grid[0], runs, grid[1]) if grid else ""
+    return text + ("\n" + tail if tail else "")
+
+
+def write_board(runs: str | Path, seeds, md=None, csv=None, html=None, warn=print, grid=None) -> str:
     """Validate and aggregate every result.json under ``runs``; write the files asked for (atomically);
-    return the Markdown. Raises ``FileNotFoundError`` when there is no result file."""
+    return the Markdown. ``seeds``: declared seeds (a list, or per method); ``grid``: (cells, name) of the grid
+    the board is made from, whose cells not done are listed at its end. Raises ``FileNotFoundError`` when
+    there is no result file."""
     import pandas as pd
 
     from decobench.io import atomic_write_text
     from decobench.results.aggregate import groups, tidy
     from decobench.results.build import commit
-    from decobench.results.leaderboard import collect, render
+    from decobench.results.leaderboard import collect
 
     made_by = commit()  # before the first file is written: the tree is clean or not for all of them alike
     results = collect(runs, warn=warn)
     if not results:
         raise FileNotFoundError(f"no result.json under {runs}")
-    text = render(results, seeds)
+    text = board_markdown(results, runs, seeds, grid)
     if md:
         atomic_write_text(md, provenance_line(results, made_by) + "\n\n" + text)
     if csv:
@@ -36,6 +48,11 @@ def write_board(runs: str | Path, seeds: list[int], md=None, csv=None, html=None
         from decobench.results.html import render_html
 
         folder = Path(html).parent
-        for name, content in render_html(results, folder, seeds, made_by).items():
+        tail = ""
+        if grid:
+            from decobench.results.expected import render_missing_html
+
+            tail = render_missing_html(grid[0], runs, grid[1])
+        for name, content in render_html(results, folder, seeds, made_by, tail).items():
             atomic_write_text(folder / (Path(html).name if name == "index.html" else name), content)
     return text

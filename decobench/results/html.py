@@ -190,8 +190,10 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
     return "\n".join(out)
 
 
-def render_html(results: list[dict], board_dir: str | Path, seeds=None, commit: str | None = None) -> dict[str, str]:
-    """{file name: content} of the page and its Pareto plots, for ``board_dir`` (links are relative to it)."""
+def render_html(results: list[dict], board_dir: str | Path, seeds=None, commit: str | None = None,
+                tail: str = "") -> dict[str, str]:
+    """{file name: content} of the page and its Pareto plots, for ``board_dir`` (links are relative to it);
+    ``tail``: a last section (the grid's cells not in the board)."""
     from decobench.results.identity_table import render_identity_html
 
     board_dir = Path(board_dir)
@@ -218,6 +220,7 @@ the result files. The tidy table of every cell: <a href="embedded.csv">embedded.
 <p><label>Filter rows by method: <input id="filter" type="search" placeholder="e.g. ce_"></label></p>
 {chr(10).join(sections)}
 {render_identity_html(gs)}
+{tail}
 <script>{SCRIPT}</script>
 </body></html>
 """

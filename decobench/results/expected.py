@@ -1,0 +1,87 @@
+"""The grid's cells a board does not hold yet, with the reason: not run, or failed (and how).
+
+A board made from a grid (``decobench leaderboard --preset NAME`` / ``--grid FILE``, or the suite's
+``--board``) ends with them, so a partial board says what is missing rather than leaving it unseen: a whole
+setup and regime with no result has no group of its own to carry the reason.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+
+STATES = {"todo": "not run", "failed": "failed"}
+
+
+def _labels(cells) -> dict:
+    """Per cell: the method, plus the grid settings that tell it from the method's other cells (a sweep)."""
+    by_method = defaultdict(set)
+    for c in cells:
+        by_method[(c.track, c.method)].add(c.sets)
+    out = {}
+    for c in cells:
+        others = by_method[(c.track, c.method)]
+        diff = [f"{k}={v}" for k, v in c.sets if any(dict(o).get(k) != v for o in others)]
+        out[c] = c.method + (f" [{', '.join(diff)}]" if diff else "")
+    return out
+
+
+def missing(cells, runs: str | Path) -> list[dict]:
+    """One record per place, method and state: the seeds of the grid's cells under ``runs`` that are not done."""
+    from decobench.suite.run import status, suite_dir
+
+    labels, rows = _labels(cells), defaultdict(list)
+    for c in cells:
+        state = status(c, runs)
+        if state == "done":
+            continue
+        why = STATES[state]
+        if state == "failed":
+            record = json.loads((suite_dir(runs) / "failed" / f"{c.id}.json").read_text())
+            why += f": {record['error']}"
+        rows[(c.track, c.setup, c.regime, labels[c], why)].append(c.seed)
+    order = {"data": 0, "model": 1, "cloak": 2}
+    return [{"track": t, "setup": s, "regime": r, "method": m, "seeds": sorted(seeds), "state": why}
+            for (t, s, r, m, why), seeds in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0]))]
+
+
+def _summary(cells, rows: list[dict], name: str) -> str:
+    n_missing = sum(len(r["seeds"]) for r in rows)
+    failed = sum(len(r["seeds"]) for r in rows if r["state"].startswith("failed"))
+    return (f"{n_missing} of the {len(cells)} cells of grid {name} are not in this board ({n_missing - failed} not "
+            f"run, {failed} failed); `decobench suite plan` lists them, `decobench suite run` makes them.")
+
+
+def render_missing(cells, runs: str | Path, name: str) -> str:
+    """Markdown: the section that closes a board made from a grid (empty when every cell is done)."""
+    rows = missing(cells, runs)
+    if not rows:
+        return ""
+    out = [f"### Not in this board yet (grid {name})", "", _summary(cells, rows, name), "",
+           "| track | setup | regime | method | seeds | state |", "|---|---|---|---|---|---|"]
+    out += [f"| {r['track']} | {r['setup']} | {r['regime']} | {r['method']} | {', '.join(map(str, r['seeds']))} | "
+            f"{r['state']} |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def render_missing_html(cells, runs: str | Path, name: str) -> str:
+    rows, esc = missing(cells, runs), html.escape
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{esc(r['track'])}</td><td>{esc(r['setup'])}</td><td>{esc(r['regime'])}</td>"
+                   f"<td>{esc(r['method'])}</td><td>{esc(', '.join(map(str, r['seeds'])))}</td>"
+                   f"<td>{esc(r['state'])}</td></tr>" for r in rows)
+    return (f'<section class="group" id="not-in-board"><h2>Not in this board yet (grid {esc(name)})</h2>'
+            f'<p class="note">{esc(_summary(cells, rows, name))}</p>'
+            f'<table class="missing"><thead><tr><th>track</th><th>setup</th><th>regime</th><th>method</th>'
+            f'<th>seeds</th><th>state</th></tr></thead><tbody>{body}</tbody></table></section>')
+
+
+def declared_seeds(cells) -> dict[str, list[int]]:
+    """The seeds the grid declares per method: what a row of that method must hold to be shown."""
+    out = defaultdict(set)
+    for c in cells:
+        out[c.method].add(c.seed)
+    return {m: sorted(s) for m, s in out.items()}
