@@ -136,6 +136,9 @@ def test_pareto_tiers_separate_only_where_cis_do():
                     _result("noisy", s, (0.10, 0.60, 0.30)[s], (0.2, 0.8, 0.5)[s])]  # CIs too wide to rank
     points = {p.row.method: p.tier for p in tiers(_group(results))}
     assert points == {"private": 1, "useful": 1, "noisy": 1, "leaky": 2}
+    two = [r for r in results if r["seed"] < 2]  # two seeds: shown, but not ranked
+    assert tiers(_group(two, seeds=[0, 1])) == []
+    assert "not ranked (fewer than 3 seeds): leaky, noisy, private, useful." in render(two, seeds=[0, 1])
 
 
 def test_the_tidy_table_loads_in_pandas_one_record_per_row_and_metric():
@@ -193,6 +196,19 @@ def test_validate_lists_every_problem_of_every_file(tmp_path):
     assert "not a readable JSON file" in found["torn"][0]
     assert main(["validate", str(tmp_path)]) == 2
     assert main(["validate", str(tmp_path / "a_good")]) == 0
+
+
+def test_the_board_skips_a_result_whose_key_does_not_recompute(tmp_path):
+    from decobench.results.leaderboard import collect
+
+    for s in range(3):
+        _write(tmp_path, f"seed{s}", _result("ce", s, 0.3, 0.3))
+    edited = _result("ce", 3, 0.3, 0.3)
+    edited["config"]["eval"]["probe_epochs"] += 1  # its key still says the old config
+    _write(tmp_path, "edited", edited)
+    said = []
+    assert sorted(r["seed"] for r in collect(tmp_path, warn=said.append)) == [0, 1, 2]
+    assert len(said) == 1 and "edited" in said[0] and "does not recompute" in said[0]
 
 
 def test_the_leaderboard_command_writes_the_tables_and_the_csv(tmp_path):

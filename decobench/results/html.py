@@ -17,7 +17,7 @@ from pathlib import Path
 
 from decobench.results.aggregate import Cell, Group, groups
 from decobench.results.leaderboard import CELLS_NOTE, _chance, decimals, dp_label, fmt, na_reasons
-from decobench.results.pareto import Point, axes, tiers
+from decobench.results.pareto import MIN_SEEDS, Point, axes, tiers, unranked
 
 SCRIPT = """
 document.querySelectorAll("table.board").forEach(function (table) {
@@ -155,6 +155,9 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
                                        if p.tier == t) for t in sorted({p.tier for p in points}))
         out.append(f'<p class="note">Pareto tiers (a row dominates another only where their CIs separate): '
                    f'{tiers_text}.</p>')
+    if unranked(g):
+        out.append(f'<p class="note">Not ranked (fewer than {MIN_SEEDS} seeds): '
+                   f'{esc(", ".join(r.label for r in unranked(g)))}.</p>')
     if svg_name:
         out.append(f'<img src="{esc(svg_name)}" alt="Pareto plot: privacy against utility with CIs" width="500">')
     cols = g.metrics

@@ -14,7 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from decobench.results.aggregate import Cell, Group, groups
-from decobench.results.pareto import axes, tiers
+from decobench.results.build import comparability_key
+from decobench.results.pareto import MIN_SEEDS, axes, tiers, unranked
 from decobench.results.migrate import MIGRATIONS, migrate
 from decobench.results.schema import SCHEMA_VERSION
 
@@ -29,6 +30,10 @@ def collect(root: str | Path, warn=print) -> list[dict]:
             warn(f"skipping {p}: schema v{r.get('schema_version')}, not v{SCHEMA_VERSION} (regenerate it)")
             continue
         r = migrate(r)  # an older schema is read into the current one, and keyed apart (results/migrate.py)
+        if r.get("comparability_key") != comparability_key(r):  # the board groups by it: it must be the fields'
+            warn(f"skipping {p}: its comparability key does not recompute from its fields (edited by hand?); "
+                 f"decobench validate {p} says more")
+            continue
         r["_path"] = str(p)
         out.append(r)
     return out
@@ -102,9 +107,12 @@ def render_group(g: Group) -> str:
         by_tier = defaultdict(list)
         for p in ranked:
             by_tier[p.tier].append(p.row.label + dp_label(p.row.dp))
+        left = unranked(g)
         parts.append(f"Pareto tiers (privacy {ax[0]} ↓, utility mean of {', '.join(ax[1])} ↑; a row dominates "
                      f"another only where their CIs separate): "
-                     + "; ".join(f"tier {t}: {', '.join(v)}" for t, v in sorted(by_tier.items())) + ".\n")
+                     + "; ".join(f"tier {t}: {', '.join(v)}" for t, v in sorted(by_tier.items()))
+                     + (f"{'; ' if by_tier else ''}not ranked (fewer than {MIN_SEEDS} seeds): "
+                        + ", ".join(r.label for r in left) if left else "") + ".\n")
     cols = g.metrics
     some = g.specs
     arrows = {k: "↓" if some[k].direction == "lower_is_better" else "↑" for k in cols}

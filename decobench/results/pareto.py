@@ -5,7 +5,7 @@ the data track, the fresh probe's on the model track; lower is better), and util
 utility metrics of the same kind (higher is better), each computed per seed and then averaged with a 95 %
 Student-t CI over seeds. Row A is better than B on an axis only where their CIs separate; A dominates B when
 it is better on one axis and worse on none. Tier 1 is every row nothing dominates; tier 2 what only tier 1
-dominates; and so on. Rows in one tier are ties.
+dominates; and so on. Rows in one tier are ties. A row with fewer than three declared seeds is not ranked.
 """
 
 from __future__ import annotations
@@ -19,6 +19,14 @@ from decobench.results.aggregate import Group, Row, seed_interval
 # (privacy metric, utility prefix) per track; {s} is the sensitive attribute
 AXES = {"data": ("privacy_cls_{s}", "utility_cls_"), "model": ("privacy_probe_{s}", "utility_heads_"),
         "cloak": ("privacy_fr_top1_blackbox", "utility_ssim")}
+
+
+MIN_SEEDS = 3  # a row is ranked only over at least this many seeds (two give a t CI 12.7 s / √2 wide)
+
+
+def unranked(group: Group) -> list[Row]:
+    """Complete rows left out of the tiers: fewer than MIN_SEEDS declared seeds."""
+    return [r for r in group.rows if r.complete and len(r.declared) < MIN_SEEDS]
 
 
 @dataclass
@@ -74,7 +82,7 @@ def tiers(group: Group) -> list[Point]:
     privacy, utility = ax
     points = []
     for row in group.rows:
-        if not row.complete:
+        if not row.complete or len(row.declared) < MIN_SEEDS:  # no CI worth ranking by: not ranked
             continue
         p, u = _per_seed(row, group.dataset, [privacy]), _per_seed(row, group.dataset, utility)
         if p and u:
