@@ -13,6 +13,18 @@ def provenance_line(results: list[dict], commit: str) -> str:
             f"generator commit {commit} -->")
 
 
+def tidy_frame(results: list[dict], seeds, commit: str):
+    """The tidy table of every cell, each record naming the input set's sha256 and the generating commit."""
+    import pandas as pd
+
+    from decobench.results.aggregate import groups, tidy
+    from decobench.results.html import input_hash
+
+    df = pd.DataFrame(tidy(groups(results, seeds)))
+    df["input_sha256"], df["generator_commit"] = input_hash(results), commit
+    return df
+
+
 def board_markdown(results: list[dict], runs, seeds, grid=None) -> str:
     """The tables; with ``grid`` (its cells and name) the grid's cells not under ``runs`` close them."""
     from decobench.results.expected import render_missing
@@ -28,10 +40,7 @@ def write_board(runs: str | Path, seeds, md=None, csv=None, html=None, warn=prin
     return the Markdown. ``seeds``: declared seeds (a list, or per method); ``grid``: (cells, name) of the grid
     the board is made from, whose cells not done are listed at its end. Raises ``FileNotFoundError`` when
     there is no result file."""
-    import pandas as pd
-
     from decobench.io import atomic_write_text
-    from decobench.results.aggregate import groups, tidy
     from decobench.results.build import commit
     from decobench.results.leaderboard import collect
 
@@ -43,7 +52,7 @@ def write_board(runs: str | Path, seeds, md=None, csv=None, html=None, warn=prin
     if md:
         atomic_write_text(md, provenance_line(results, made_by) + "\n\n" + text)
     if csv:
-        atomic_write_text(csv, pd.DataFrame(tidy(groups(results, seeds))).to_csv(index=False))
+        atomic_write_text(csv, tidy_frame(results, seeds, made_by).to_csv(index=False))
     if html:
         from decobench.results.html import render_html
 

@@ -80,8 +80,9 @@ def _slug(g: Group) -> str:
         "+", "p")
 
 
-def pareto_svg(g: Group, points: list[Point]) -> str:
-    """The group's rows in the privacy-utility plane with their CIs over seeds (deterministic SVG)."""
+def pareto_svg(g: Group, points: list[Point], inputs: str = "") -> str:
+    """The group's rows in the privacy-utility plane with their CIs over seeds (deterministic SVG; its
+    metadata names the input result set's sha256)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +106,8 @@ def pareto_svg(g: Group, points: list[Point]) -> str:
         ax.legend(fontsize=6, loc="best")
         fig.tight_layout()
         buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None,
+                                                  "Description": f"decobench leaderboard, input sha256 {inputs}"})
         plt.close(fig)
     return buf.getvalue()
 
@@ -200,13 +202,13 @@ def render_html(results: list[dict], board_dir: str | Path, seeds=None, commit: 
     from decobench.results.identity_table import render_identity_html
 
     board_dir = Path(board_dir)
-    files, sections, gs = {}, [], groups(results, seeds)
+    files, sections, gs, inputs = {}, [], groups(results, seeds), input_hash(results)
     for g in gs:
         points = tiers(g)
         svg = None
         if points:
             svg = f"pareto-{_slug(g)}.svg"
-            files[svg] = pareto_svg(g, points)
+            files[svg] = pareto_svg(g, points, inputs)
         sections.append(_group_html(g, board_dir, svg, points))
     n = len(results)
     page = f"""<!doctype html>
