@@ -25,6 +25,24 @@ def test_run_folders_differ_whenever_the_numbers_could():
     assert len(folders) == 10
 
 
+def test_runs_on_another_base_data_or_device_have_their_own_folder():
+    """sd15, real data or CUDA (bf16) never overwrite the embedded CPU run of the same config; the embedded
+    default on CPU names its folder as before (the committed results' folders)."""
+    from pathlib import Path
+
+    from decobench.run.runner import where_of
+
+    cfg, _ = resolve("embedded", methods.get("ce"), "ce")
+    plain = run_folder(Path("runs"), "A", "ce", "G", cfg, 0)
+    default = where_of("tiny-synthface", None, "cpu")
+    assert run_folder(Path("runs"), "A", "ce", "G", cfg, 0, default) == plain
+    others = {run_folder(Path("runs"), "A", "ce", "G", cfg, 0, w) for w in (
+        where_of("sd15", None, "cpu"), where_of("tiny-synthface", "/data", "cpu"), where_of("tiny-synthface", None, "cuda"),
+        where_of("sd15", "/data", "cuda:1"))}
+    assert len(others) == 4 and plain not in others
+    assert where_of("sd15", None, "cpu", track="model") == default  # the model track uses no base model
+
+
 def test_base_digest_changes_when_weights_change_in_place(tmp_path):
     import shutil
 

@@ -27,7 +27,7 @@ def fake_runner(calls: list | None = None, fail: set = frozenset()):
             calls.append(cell.id)
         if cell.id in fail:
             raise ValueError("planted failure")
-        d = cell_dir(cell, out)
+        d = cell_dir(cell, out, kwargs)
         d.mkdir(parents=True, exist_ok=True)
         (d / "result.json").write_text(json.dumps({"stage_seconds": {"total": 2.0}}))
     return run

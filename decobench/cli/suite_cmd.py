@@ -14,6 +14,21 @@ GRID_OPTIONS = [
 ]
 
 
+WHERE_OPTIONS = [  # what the cells run on: it names their folders where it is not the embedded default on CPU
+    click.option("--base", "base_name", default="tiny-synthface", show_default=True,
+                 type=click.Choice(["tiny-synthface", "sd15"])),
+    click.option("--base-path", type=click.Path(), default=None, help="local diffusers folder of the base model"),
+    click.option("--data-root", type=click.Path(), default=None, help="folder holding fairface/ and utkface/"),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda"),
+]
+
+
+def where_options(f):
+    for opt in reversed(WHERE_OPTIONS):
+        f = opt(f)
+    return f
+
+
 def grid_options(f):
     for opt in reversed(GRID_OPTIONS):
         f = opt(f)
@@ -43,13 +58,16 @@ def suite():
 
 @suite.command()
 @grid_options
+@where_options
 @click.option("--commands", is_flag=True, help="print each cell's decobench run line instead of the table")
-def plan(preset, grid_file, shard, out, commands):
-    """List the grid's cells (this shard's) with their state under --out: done, failed or todo."""
+def plan(preset, grid_file, shard, out, base_name, base_path, data_root, device, commands):
+    """List the grid's cells (this shard's) with their state under --out: done, failed or todo (give the
+    suite run's --base, --data-root and --device: they name the cells' folders)."""
     from decobench.suite.run import status
 
     cells, mine = _cells(preset, grid_file, shard)
-    states = {c.id: status(c, out) for c in mine}
+    kw = {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
+    states = {c.id: status(c, out, kw) for c in mine}
     if commands:
         for c in mine:
             click.echo(c.command() + f" --out {out}")
@@ -63,11 +81,7 @@ def plan(preset, grid_file, shard, out, commands):
 
 @suite.command(name="run")
 @grid_options
-@click.option("--base", "base_name", default="tiny-synthface", show_default=True,
-              type=click.Choice(["tiny-synthface", "sd15"]))
-@click.option("--base-path", type=click.Path(), default=None, help="local diffusers folder of the base model")
-@click.option("--data-root", type=click.Path(), default=None, help="folder holding fairface/ and utkface/")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@where_options
 @click.option("--board", default=None, type=click.Path(file_okay=False),
               help="when every cell is done, write the board here: NAME.md tables, NAME.csv, index.html and its "
                    "plots (NAME: the preset, or the grid file's stem)")
@@ -79,8 +93,8 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
     from decobench.suite.run import run_suite
 
     cells, mine = _cells(preset, grid_file, shard)
-    outcome = run_suite(mine, out, {"base_name": base_name, "base_path": base_path, "data_root": data_root,
-                                    "device": device}, echo=click.echo)
+    kw = {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
+    outcome = run_suite(mine, out, kw, echo=click.echo)
     click.echo(f"suite: ran {len(outcome.ran)}, {len(outcome.skipped)} done before, {len(outcome.failed)} failed")
     for cid, line in outcome.failed.items():
         click.echo(f"  failed {cid}: {line} (log: {Path(out) / '.suite' / 'logs' / (cid + '.log')})", err=True)
@@ -88,7 +102,7 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
         from decobench.suite.run import status
         from decobench.results.board import write_board
 
-        left = [c for c in cells if status(c, out) != "done"]
+        left = [c for c in cells if status(c, out, kw) != "done"]
         if left:
             click.echo(f"board not written: {len(left)} cell(s) of the grid are not done (other shards?); "
                        f"rerun with --board once they are", err=True)
@@ -98,7 +112,7 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
             Path(board).mkdir(parents=True, exist_ok=True)
             name = preset or Path(grid_file).stem
             write_board(out, declared_seeds(cells), Path(board) / f"{name}.md", Path(board) / f"{name}.csv",
-                        Path(board) / "index.html", warn=lambda m: click.echo(m, err=True), grid=(cells, name))
+                        Path(board) / "index.html", warn=lambda m: click.echo(m, err=True), grid=(cells, name, kw))
             click.echo(f"wrote the board to {board}")
     if outcome.failed:
         raise click.exceptions.Exit(1)

@@ -28,13 +28,14 @@ def _labels(cells) -> dict:
     return out
 
 
-def missing(cells, runs: str | Path) -> list[dict]:
-    """One record per place, method and state: the seeds of the grid's cells under ``runs`` that are not done."""
+def missing(cells, runs: str | Path, run_kwargs: dict | None = None) -> list[dict]:
+    """One record per place, method and state: the seeds of the grid's cells under ``runs`` that are not done
+    (``run_kwargs``: the suite's base, data root and device, which name the cells' folders)."""
     from decobench.suite.run import status, suite_dir
 
     labels, rows = _labels(cells), defaultdict(list)
     for c in cells:
-        state = status(c, runs)
+        state = status(c, runs, run_kwargs)
         if state == "done":
             continue
         why = STATES[state]
@@ -54,9 +55,9 @@ def _summary(cells, rows: list[dict], name: str) -> str:
             f"run, {failed} failed); `decobench suite plan` lists them, `decobench suite run` makes them.")
 
 
-def render_missing(cells, runs: str | Path, name: str) -> str:
+def render_missing(cells, runs: str | Path, name: str, run_kwargs: dict | None = None) -> str:
     """Markdown: the section that closes a board made from a grid (empty when every cell is done)."""
-    rows = missing(cells, runs)
+    rows = missing(cells, runs, run_kwargs)
     if not rows:
         return ""
     out = [f"### Not in this board yet (grid {name})", "", _summary(cells, rows, name), "",
@@ -66,8 +67,8 @@ def render_missing(cells, runs: str | Path, name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_missing_html(cells, runs: str | Path, name: str) -> str:
-    rows, esc = missing(cells, runs), html.escape
+def render_missing_html(cells, runs: str | Path, name: str, run_kwargs: dict | None = None) -> str:
+    rows, esc = missing(cells, runs, run_kwargs), html.escape
     if not rows:
         return ""
     body = "".join(f"<tr><td>{esc(r['track'])}</td><td>{esc(r['setup'])}</td><td>{esc(r['regime'])}</td>"

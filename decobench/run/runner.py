@@ -74,9 +74,24 @@ def method_version(cls, track: str = "data") -> str:
     return f"{cls.version}:{code_digest(cls, Trainer, backbone, *dp)}"
 
 
-def run_folder(out: Path, setup: str, method: str, regime: str, cfg, seed: int) -> Path:
-    """Runs that differ in anything that changes their numbers never share a folder."""
-    return out / setup / method / f"{regime}-{cfg.profile}-{cfg.train.prompt_policy}-{cfg.hash()[:10]}" / f"seed{seed}"
+# where a run's numbers come from beyond its config; the embedded default on CPU adds nothing to the folder name
+DEFAULT_WHERE = {"base": "tiny-synthface", "data": "embedded", "device": "cpu"}
+
+
+def where_of(base_name: str = "tiny-synthface", data_root=None, device: str = "auto", track: str = "data") -> dict:
+    """The base model (data track), real or embedded data, and the device type (bf16 on CUDA) of a run."""
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    return {"base": base_name if track == "data" else DEFAULT_WHERE["base"],
+            "data": "real" if data_root else "embedded", "device": torch.device(dev).type}
+
+
+def run_folder(out: Path, setup: str, method: str, regime: str, cfg, seed: int, where: dict | None = None) -> Path:
+    """Runs that differ in anything that changes their numbers never share a folder: the config's hash, and
+    what ``where`` says differs from the embedded default on CPU (sd15, real data, CUDA)."""
+    odd = {k: v for k, v in (where or {}).items() if DEFAULT_WHERE.get(k) != v}
+    tag = "-" + config_hash(odd)[:8] if odd else ""
+    return (out / setup / method / f"{regime}-{cfg.profile}-{cfg.train.prompt_policy}-{cfg.hash()[:10]}{tag}"
+            / f"seed{seed}")
 
 
 def with_attacks(cfg, track: str, attacks) -> "RunConfig":
@@ -149,7 +164,7 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
             ids = frontal_ids(dsets[n], ids, cache)
         return stages.subset_ids(ids, k)
 
-    run_dir = run_folder(out, setup, method, regime, cfg, seed)
+    run_dir = run_folder(out, setup, method, regime, cfg, seed, where_of(base_name, data_root, device, track))
     with file_lock(run_dir.parent / f".seed{seed}.lock") if procs.is_main else nullcontext():
         if track == "model":
             return _run_model(method, method_entry, setup, seed, cfg, params, suite, names, dsets, split_ids, device,

@@ -25,11 +25,12 @@ from decobench.io import atomic_write_json
 from decobench.suite.grid import Cell
 
 
-def cell_dir(cell: Cell, out: str | Path) -> Path:
-    """The folder ``decobench run`` writes this cell's result.json into (resolving its config, running nothing)."""
+def cell_dir(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> Path:
+    """The folder ``decobench run`` writes this cell's result.json into (resolving its config, running nothing);
+    ``run_kwargs``: the suite's base model, data root and device, which name the folder where not the default."""
     from decobench.registry import methods
     from decobench.run.config import resolve
-    from decobench.run.runner import run_folder, with_attacks
+    from decobench.run.runner import run_folder, where_of, with_attacks
 
     if cell.track == "cloak":
         from decobench.run import cloak_track
@@ -38,16 +39,18 @@ def cell_dir(cell: Cell, out: str | Path) -> Path:
         return cloak_track.run_folder(out, cell.method, cfg, params, cell.seed)[1]
     cfg, _ = resolve(cell.profile, methods.get(cell.method), cell.method, cell.overrides(), cell.sensitive)
     cfg = with_attacks(cfg, cell.track, cell.attacks)
-    return run_folder(Path(out), cell.setup, cell.method, cell.regime, cfg, cell.seed)
+    kw = run_kwargs or {}
+    where = where_of(kw.get("base_name", "tiny-synthface"), kw.get("data_root"), kw.get("device", "auto"), cell.track)
+    return run_folder(Path(out), cell.setup, cell.method, cell.regime, cfg, cell.seed, where)
 
 
 def suite_dir(out: str | Path) -> Path:
     return Path(out) / ".suite"
 
 
-def status(cell: Cell, out: str | Path) -> str:
+def status(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> str:
     """done (its result.json exists), failed (its last attempt raised) or todo."""
-    if (cell_dir(cell, out) / "result.json").is_file():
+    if (cell_dir(cell, out, run_kwargs) / "result.json").is_file():
         return "done"
     if (suite_dir(out) / "failed" / f"{cell.id}.json").is_file():
         return "failed"
@@ -93,9 +96,9 @@ class Estimate:
         return None if any(p is None for p in per) else sum(per)
 
 
-def _seconds_of(cell: Cell, out) -> float | None:
+def _seconds_of(cell: Cell, out, run_kwargs: dict | None = None) -> float | None:
     try:
-        return float(json.loads((cell_dir(cell, out) / "result.json").read_text())["stage_seconds"]["total"])
+        return float(json.loads((cell_dir(cell, out, run_kwargs) / "result.json").read_text())["stage_seconds"]["total"])
     except (OSError, KeyError, ValueError, TypeError):
         return None
 
@@ -135,9 +138,9 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
     outcome, estimate, started = Outcome(), Estimate(), time.time()
     todo = []
     for c in cells:
-        if status(c, out) == "done":
+        if status(c, out, run_kwargs) == "done":
             outcome.skipped.append(c.id)
-            if (s := _seconds_of(c, out)) is not None:
+            if (s := _seconds_of(c, out, run_kwargs)) is not None:
                 estimate.add(c, s)
         else:
             todo.append(c)
@@ -151,7 +154,7 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
             if not mine:
                 return False
             failed = sd / "failed" / f"{cell.id}.json"
-            if status(cell, out) == "done":  # another worker finished it while this one waited
+            if status(cell, out, run_kwargs) == "done":  # another worker finished it while this one waited
                 outcome.skipped.append(cell.id)
                 return True
             if wait and failed.is_file() and failed.stat().st_mtime >= started:  # another worker's attempt failed
@@ -172,7 +175,7 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
                     return True
             failed.unlink(missing_ok=True)
             outcome.ran.append(cell.id)
-            estimate.add(cell, _seconds_of(cell, out) or time.time() - t0)
+            estimate.add(cell, _seconds_of(cell, out, run_kwargs) or time.time() - t0)
             return True
 
     busy = []
