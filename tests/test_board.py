@@ -57,6 +57,12 @@ def test_the_chance_mark_widens_the_seed_ci_by_the_examples_ci():
     wide, narrow = mia(0.03), mia(0.005)
     assert wide.lo > 0.5 and wide.includes_chance and wide.example_half_width == pytest.approx(0.03)
     assert not narrow.includes_chance
+    rs = [_result("ce", s, 0.3, 0.3) for s in range(3)]  # a rate near 0: each side widens by its own width
+    for r, v in zip(rs, (0.005, 0.006, 0.007)):
+        m = r["evaluations"][0]["metrics"]["privacy_linkage_rank1"]
+        m.update(value=v, ci=[v - 0.004, v + 0.012])  # every seed's own CI excludes chance (0.0002)
+    rank1 = _group(rs).rows[0].cells["privacy_linkage_rank1"]
+    assert rank1.mean - 0.008 < rank1.chance and not rank1.includes_chance  # a symmetric 0.008 would have held it
 
 
 def test_cells_print_the_digits_their_ci_needs_and_n_a_cells_say_why():
@@ -91,7 +97,7 @@ def test_a_row_appears_only_with_every_declared_seed():
     assert not twice.complete and "present twice" in twice.missing_reason
 
 
-def test_seeds_made_by_other_method_code_or_recipe_are_other_rows():
+def test_seeds_made_by_other_method_code_or_recipe_are_other_rows(tmp_path):
     """A change to the method, trainer or DP code (method_version) or to the training recipe makes another row:
     its seeds are never averaged with the old ones, and validate does not call them the same cell."""
     from decobench.results.validate import problems
@@ -107,6 +113,10 @@ def test_seeds_made_by_other_method_code_or_recipe_are_other_rows():
     assert len(rows) == 3 and all(r.complete and len(r.results) == 3 for r in rows)
     assert any("method_version=9:0123456789abcdef" in r.label for r in rows)
     assert any("train.max_steps=" in r.label for r in rows)
+    for name, rs in (("old", old), ("new", new), ("longer", longer)):
+        for r in rs:
+            _write(tmp_path / name, f"seed{r['seed']}", r)
+    assert not any("duplicate cell" in p for ps in problems([tmp_path]).values() for p in ps)
 
 
 def test_incomparable_results_get_their_own_group_with_the_reason():

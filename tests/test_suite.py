@@ -150,6 +150,8 @@ def test_the_eta_reads_finished_cells_seconds(tmp_path):
     cells = load_grid("quick")
     run_suite(cells[:1], tmp_path, runner=fake_runner(), progress=False)
     assert _seconds_of(cells[0], tmp_path) == 2.0 and _seconds_of(cells[1], tmp_path) is None
+    committed = next(c for c in load_grid("embedded") if c.track == "data" and c.method == "baseline")
+    assert _seconds_of(committed, REPO / "leaderboard" / "results") > 0  # the key real results carry
 
 
 def test_a_cell_another_worker_failed_meanwhile_is_not_run_again(tmp_path):
@@ -264,9 +266,9 @@ def test_a_board_made_from_a_grid_lists_the_cells_it_lacks_and_why(tmp_path):
     assert [(r["method"], r["seeds"], r["state"]) for r in rows] == [
         ("baseline", [2], "not run"), ("ce", [1], "failed: ValueError: planted failure"), ("ce", [0, 2], "not run")]
     text = render_missing(cells, tmp_path, "quick")
-    assert "4 of the 6 cells of grid quick are not in this board (3 not run, 1 failed)" in text
+    assert "4 of the 6 cells of grid quick are not in this board (3 not run, 1 failed, 0 stale)" in text
     assert "| data | A | G | ce | 1 | failed: ValueError: planted failure |" in text
-    assert declared_seeds(cells) == {"baseline": [0, 1, 2], "ce": [0, 1, 2]}
+    assert declared_seeds(cells) == {("data", "baseline"): [0, 1, 2], ("data", "ce"): [0, 1, 2]}
     run_suite(cells, tmp_path, runner=fake_runner(), progress=False)
     assert render_missing(cells, tmp_path, "quick") == ""
 
@@ -279,3 +281,42 @@ def test_the_leaderboard_command_closes_with_the_grids_missing_cells(tmp_path):
     assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--preset", "quick", "--out", str(md)]) == 0
     assert "| data | A | G | ce | 0, 1, 2 | not run |" in md.read_text()
     assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--preset", "nope"]) == 2
+
+
+def test_a_result_made_by_other_code_is_stale_and_runs_again(tmp_path):
+    """A finished cell whose method_version or attack version is not the code at hand's is not done: plan says
+    stale, the suite reruns it, the board's missing section says why."""
+    import shutil
+
+    from decobench.results.expected import missing
+    from decobench.suite.run import stale
+
+    cell = next(c for c in load_grid("embedded") if c.track == "data" and c.method == "baseline" and c.regime == "G")
+    src = cell_dir(cell, REPO / "leaderboard" / "results") / "result.json"
+    dst = cell_dir(cell, tmp_path) / "result.json"
+    dst.parent.mkdir(parents=True)
+    shutil.copy(src, dst)
+    assert status(cell, tmp_path) == "done" and stale(dst) is None
+    r = json.loads(dst.read_text())
+    r["method_version"] = "0:0000000000000000"
+    dst.write_text(json.dumps(r))
+    assert status(cell, tmp_path) == "stale" and "made by other method code" in stale(dst)
+    (row,) = [m for m in missing([cell], tmp_path)]
+    assert row["state"].startswith("stale: made by other method code")
+    r = json.loads(src.read_text())
+    r["attacks"]["cls"]["version"] = "0"
+    dst.write_text(json.dumps(r))
+    assert "attack(s) cls" in stale(dst)
+    calls = []
+    run_suite([cell], tmp_path, runner=fake_runner(calls), progress=False)
+    assert calls == [cell.id]
+
+
+def test_cloak_cells_with_their_own_attacks_or_device_have_their_own_folder(tmp_path):
+    from dataclasses import replace
+
+    cell = next(c for c in load_grid("cloaks"))
+    base = cell_dir(cell, tmp_path)
+    assert cell_dir(replace(cell, attacks=("fr_protection",)), tmp_path) == base  # the default suite
+    assert cell_dir(cell, tmp_path, {"device": "cuda"}) != base
+    assert cell_dir(cell, tmp_path, {"device": "cpu", "data_root": "/data"}) != base

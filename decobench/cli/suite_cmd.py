@@ -61,22 +61,26 @@ def suite():
 @where_options
 @click.option("--commands", is_flag=True, help="print each cell's decobench run line instead of the table")
 def plan(preset, grid_file, shard, out, base_name, base_path, data_root, device, commands):
-    """List the grid's cells (this shard's) with their state under --out: done, failed or todo (give the
-    suite run's --base, --data-root and --device: they name the cells' folders)."""
+    """List the grid's cells (this shard's) with their state under --out: done, failed, stale (made by other
+    method code or attack versions: run again) or todo (give the suite run's --base, --data-root and --device:
+    they name the cells' folders)."""
     from decobench.suite.run import status
 
     cells, mine = _cells(preset, grid_file, shard)
     kw = {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
     states = {c.id: status(c, out, kw) for c in mine}
-    if commands:
+    if commands:  # the same folders as the suite run: its base, data and device ride along
+        extra = "".join(f" {flag} {v}" for flag, v, default in (
+            ("--base", base_name, "tiny-synthface"), ("--base-path", base_path, None),
+            ("--data-root", data_root, None), ("--device", device, "auto")) if v != default)
         for c in mine:
-            click.echo(c.command() + f" --out {out}")
+            click.echo(c.command() + extra + f" --out {out}")
         return
     for c in mine:
         click.echo(f"{states[c.id]:6s} {c.id}")
-    counts = {s: list(states.values()).count(s) for s in ("done", "failed", "todo")}
+    counts = {s: list(states.values()).count(s) for s in ("done", "failed", "stale", "todo")}
     click.echo(f"{len(mine)} of {len(cells)} cells in this shard: {counts['done']} done, {counts['failed']} failed, "
-               f"{counts['todo']} to run")
+               f"{counts['stale']} stale (to run again), {counts['todo']} to run")
 
 
 @suite.command(name="run")
@@ -96,8 +100,12 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
     kw = {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
     outcome = run_suite(mine, out, kw, echo=click.echo)
     click.echo(f"suite: ran {len(outcome.ran)}, {len(outcome.skipped)} done before, {len(outcome.failed)} failed")
+    from decobench.suite.run import cell_stem
+
+    by_id = {c.id: c for c in mine}
     for cid, line in outcome.failed.items():
-        click.echo(f"  failed {cid}: {line} (log: {Path(out) / '.suite' / 'logs' / (cid + '.log')})", err=True)
+        log = Path(out) / ".suite" / "logs" / f"{cell_stem(by_id[cid], kw)}.log"
+        click.echo(f"  failed {cid}: {line} (log: {log})", err=True)
     if board and not outcome.failed:
         from decobench.suite.run import status
         from decobench.results.board import write_board

@@ -9,9 +9,9 @@ mean over the row's declared seeds with a 95 % confidence interval over seeds.
 - A cell: mean over seeds, Student-t 95 % CI over seeds (n - 1 degrees of freedom), the mean of the
   attack's own per-seed CI half-widths over examples where the attack gives one, chance and majority
   rate, and whether the CI includes chance (or the majority rate, for accuracies). For that mark the seed
-  CI's half-width is widened by the examples' (√(h_seeds² + h_examples²)): seeds share one Test set, so the
-  seed CI alone misses the sampling of the examples (three seeds at 0.52 ± 0.01 whose own CIs each hold 0.50
-  are not evidence of a leak).
+  CI is widened on each side by the examples' CI on that side (√(h_seeds² + h_examples²)): seeds share one
+  Test set, so the seed CI alone misses the sampling of the examples (three seeds at 0.52 ± 0.01 whose own
+  CIs each hold 0.50 are not evidence of a leak), and a rate near 0 has a short lower side.
 """
 
 from __future__ import annotations
@@ -89,13 +89,22 @@ class Cell:
         halves = [(m["ci"][1] - m["ci"][0]) / 2 for m in records if m.get("ci")]
         example = float(np.mean(halves)) if len(halves) == len(records) else None
         refs = [r for r in (base["chance"], base["majority"] if is_accuracy(m0) else None) if r is not None]
-        if lo is not None:  # seeds and test examples both vary the figure: their half-widths add in quadrature
-            half = float(np.hypot((hi - lo) / 2, example or 0.0))
-            includes = any(mean - half <= r <= mean + half for r in refs)
+        if lo is not None:  # seeds and test examples both vary the figure: their widths add in quadrature, each
+            low, up = _example_sides(records)  # side by its own (a rate near 0 has a short lower side)
+            half = (hi - lo) / 2
+            includes = any(mean - float(np.hypot(half, low)) <= r <= mean + float(np.hypot(half, up)) for r in refs)
         else:  # one seed: the attack's own CI decides, as it says
             includes = bool(m0.get("ci_includes_chance") or m0.get("ci_includes_majority"))
         return Cell(n=len(vals), mean=mean, lo=lo, hi=hi, includes_chance=includes, example_half_width=example,
                     **base)
+
+
+def _example_sides(records: list[dict]) -> tuple[float, float]:
+    """Mean over seeds of the attack's own CI below and above its value (0, 0 where a seed has none)."""
+    if not all(m.get("ci") for m in records):
+        return 0.0, 0.0
+    return (float(np.mean([max(0.0, m["value"] - m["ci"][0]) for m in records])),
+            float(np.mean([max(0.0, m["ci"][1] - m["value"]) for m in records])))
 
 
 @dataclass
@@ -168,7 +177,9 @@ def _rows(pairs: list[tuple[dict, dict]], metrics: list[str], declared) -> list[
         params = items[0][0].get("method_params", {})
         siblings = [json.loads(p) for m, p in by_row if m == method and p != recipe_json]
         seeds = sorted(r["seed"] for r, _ in items)
-        want = sorted(declared.get(method, DEFAULT_SEEDS) if isinstance(declared, dict) else declared)
+        track = items[0][0].get("track", "data")  # declared per (track, method), or per method, or for every row
+        want = sorted(declared.get((track, method), declared.get(method, DEFAULT_SEEDS))
+                      if isinstance(declared, dict) else declared)
         row = Row(method, params, _label(method, mine, siblings), seeds, want, [r for r, _ in items],
                   dp=_dp([r for r, _ in items]))
         dup = sorted({s for s in seeds if seeds.count(s) > 1})

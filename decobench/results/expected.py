@@ -1,4 +1,5 @@
-"""The grid's cells a board does not hold yet, with the reason: not run, or failed (and how).
+"""The grid's cells a board does not hold yet, with the reason: not run, failed (and how), or stale (made by
+other method code or another attack version: the board would not average it with the code at hand's).
 
 A board made from a grid (``decobench leaderboard --preset NAME`` / ``--grid FILE``, or the suite's
 ``--board``) ends with them, so a partial board says what is missing rather than leaving it unseen: a whole
@@ -12,7 +13,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-STATES = {"todo": "not run", "failed": "failed"}
+STATES = {"todo": "not run", "failed": "failed", "stale": "stale"}
 
 
 def _labels(cells) -> dict:
@@ -31,7 +32,7 @@ def _labels(cells) -> dict:
 def missing(cells, runs: str | Path, run_kwargs: dict | None = None) -> list[dict]:
     """One record per place, method and state: the seeds of the grid's cells under ``runs`` that are not done
     (``run_kwargs``: the suite's base, data root and device, which name the cells' folders)."""
-    from decobench.suite.run import status, suite_dir
+    from decobench.suite.run import cell_dir, cell_stem, stale, status, suite_dir
 
     labels, rows = _labels(cells), defaultdict(list)
     for c in cells:
@@ -40,8 +41,10 @@ def missing(cells, runs: str | Path, run_kwargs: dict | None = None) -> list[dic
             continue
         why = STATES[state]
         if state == "failed":
-            record = json.loads((suite_dir(runs) / "failed" / f"{c.id}.json").read_text())
+            record = json.loads((suite_dir(runs) / "failed" / f"{cell_stem(c, run_kwargs)}.json").read_text())
             why += f": {record['error']}"
+        elif state == "stale":  # its result.json is there, but the code at hand would not make it
+            why += f": {stale(cell_dir(c, runs, run_kwargs) / 'result.json')}"
         rows[(c.track, c.setup, c.regime, labels[c], why)].append(c.seed)
     order = {"data": 0, "model": 1, "cloak": 2}
     return [{"track": t, "setup": s, "regime": r, "method": m, "seeds": sorted(seeds), "state": why}
@@ -50,9 +53,10 @@ def missing(cells, runs: str | Path, run_kwargs: dict | None = None) -> list[dic
 
 def _summary(cells, rows: list[dict], name: str) -> str:
     n_missing = sum(len(r["seeds"]) for r in rows)
-    failed = sum(len(r["seeds"]) for r in rows if r["state"].startswith("failed"))
-    return (f"{n_missing} of the {len(cells)} cells of grid {name} are not in this board ({n_missing - failed} not "
-            f"run, {failed} failed); `decobench suite plan` lists them, `decobench suite run` makes them.")
+    count = {k: sum(len(r["seeds"]) for r in rows if r["state"].startswith(k)) for k in ("not run", "failed", "stale")}
+    return (f"{n_missing} of the {len(cells)} cells of grid {name} are not in this board ({count['not run']} not run, "
+            f"{count['failed']} failed, {count['stale']} stale); `decobench suite plan` lists them, "
+            f"`decobench suite run` makes them.")
 
 
 def render_missing(cells, runs: str | Path, name: str, run_kwargs: dict | None = None) -> str:
@@ -80,9 +84,9 @@ def render_missing_html(cells, runs: str | Path, name: str, run_kwargs: dict | N
             f'<th>seeds</th><th>state</th></tr></thead><tbody>{body}</tbody></table></section>')
 
 
-def declared_seeds(cells) -> dict[str, list[int]]:
-    """The seeds the grid declares per method: what a row of that method must hold to be shown."""
+def declared_seeds(cells) -> dict[tuple[str, str], list[int]]:
+    """The seeds the grid declares per track and method: what a row of that method must hold to be shown."""
     out = defaultdict(set)
     for c in cells:
-        out[c.method].add(c.seed)
-    return {m: sorted(s) for m, s in out.items()}
+        out[(c.track, c.method)].add(c.seed)
+    return {k: sorted(s) for k, s in out.items()}

@@ -157,7 +157,7 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
                                        if p.tier == t) for t in sorted({p.tier for p in points}))
         out.append(f'<p class="note">Pareto tiers (a row dominates another only where their CIs separate): '
                    f'{tiers_text}.</p>')
-    if unranked(g):
+    if axes(g) and unranked(g):
         out.append(f'<p class="note">Not ranked (fewer than {MIN_SEEDS} seeds): '
                    f'{esc(", ".join(r.label for r in unranked(g)))}.</p>')
     if svg_name:

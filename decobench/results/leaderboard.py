@@ -141,8 +141,8 @@ def render_group(g: Group) -> str:
 
 
 CELLS_NOTE = ("Cells: mean ± half-width of the 95 % CI over seeds (Student t, n − 1 df); ° = the CI holds chance "
-              "(or the majority rate, for accuracies), its half-width widened by the attack's own CI over examples "
-              "where it gives one (√(h_seeds² + h_examples²)): the attack does no better than guessing there. "
+              "(or the majority rate, for accuracies), each side widened by the attack's own CI over examples on that "
+              "side where it gives one (√(h_seeds² + h_examples²)): the attack does no better than guessing there. "
               "Accuracies and rates in %. KID × 1000.")
 
 

@@ -84,10 +84,21 @@ def cloak_version(cls) -> str:
     return f"{cls.version}:{config_hash({Path(f).name: sha256_file(f) for f in sorted(files)})}"
 
 
-def run_folder(out, method: str, cfg: CloakTrackConfig, params, seed: int) -> tuple[str, Path]:
-    """(config hash, the run's folder): runs that differ in any setting never share a folder."""
+def run_folder(out, method: str, cfg: CloakTrackConfig, params, seed: int, where: dict | None = None
+               ) -> tuple[str, Path]:
+    """(config hash, the run's folder): runs that differ in any setting (the attacks included), or in real data
+    or CUDA (``where``, see runner.where_of), never share a folder."""
+    from decobench.run.runner import where_tag
+
     chash = config_hash({"cloak": cfg.model_dump(), "method": params.model_dump()})
-    return chash, Path(out) / SETUP / method / f"{REGIME}-{cfg.profile}-{chash[:10]}" / f"seed{seed}"
+    return chash, Path(out) / SETUP / method / f"{REGIME}-{cfg.profile}-{chash[:10]}{where_tag(where)}" / f"seed{seed}"
+
+
+def with_cloak_attacks(cfg: CloakTrackConfig, attacks) -> CloakTrackConfig:
+    """--attacks written into the config (its hash names the folder); the default suite leaves it as it was."""
+    from decobench.run.runner import in_suite_order
+
+    return cfg.model_copy(update={"attacks": in_suite_order(attacks, cfg.attacks)}) if attacks else cfg
 
 
 def load_people(cfg: CloakTrackConfig, data_root):
@@ -99,7 +110,8 @@ def load_people(cfg: CloakTrackConfig, data_root):
 
 
 def run_cloak(method: str, seed: int = 0, profile: str = "embedded", out="runs", data_root=None, device="cpu",
-              overrides: dict | None = None, attacks: list[str] | None = None, log=print) -> tuple[dict, Path]:
+              overrides: dict | None = None, attacks: list[str] | None = None, log=print,
+              where: dict | None = None) -> tuple[dict, Path]:
     from safetensors.torch import load_file, save_file
 
     from decobench.attacks.base import AttackContext, CloakRelease
@@ -115,12 +127,13 @@ def run_cloak(method: str, seed: int = 0, profile: str = "embedded", out="runs",
     t_all, seconds = time.time(), {}
     entry = methods.entry(method)
     cfg, params = resolve_cloak(profile, entry.obj, overrides)
-    suite = select_attacks(attacks or cfg.attacks, "cloak")
+    cfg = with_cloak_attacks(cfg, attacks)
+    suite = select_attacks(cfg.attacks, "cloak")
     for e in suite:
         e.obj.preflight(cfg)
     people = load_people(cfg, data_root)
     version, fp = cloak_version(entry.obj), people.fingerprint()
-    chash, run_dir = run_folder(out, method, cfg, params, seed)
+    chash, run_dir = run_folder(out, method, cfg, params, seed, where)
     cache = StageCache(Path(out) / ".cache")
     with file_lock(run_dir.parent / f".seed{seed}.lock"):
         t = time.time()

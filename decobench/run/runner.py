@@ -81,17 +81,21 @@ DEFAULT_WHERE = {"base": "tiny-synthface", "data": "embedded", "device": "cpu"}
 def where_of(base_name: str = "tiny-synthface", data_root=None, device: str = "auto", track: str = "data") -> dict:
     """The base model (data track), real or embedded data, and the device type (bf16 on CUDA) of a run."""
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    return {"base": base_name if track == "data" else DEFAULT_WHERE["base"],
+    return {"base": base_name if track == "data" else DEFAULT_WHERE["base"],  # model, cloak: no base model
             "data": "real" if data_root else "embedded", "device": torch.device(dev).type}
+
+
+def where_tag(where: dict | None) -> str:
+    """'' for the embedded default on CPU, else '-' and a short hash of what differs from it."""
+    odd = {k: v for k, v in (where or {}).items() if DEFAULT_WHERE.get(k) != v}
+    return "-" + config_hash(odd)[:8] if odd else ""
 
 
 def run_folder(out: Path, setup: str, method: str, regime: str, cfg, seed: int, where: dict | None = None) -> Path:
     """Runs that differ in anything that changes their numbers never share a folder: the config's hash, and
     what ``where`` says differs from the embedded default on CPU (sd15, real data, CUDA)."""
-    odd = {k: v for k, v in (where or {}).items() if DEFAULT_WHERE.get(k) != v}
-    tag = "-" + config_hash(odd)[:8] if odd else ""
-    return (out / setup / method / f"{regime}-{cfg.profile}-{cfg.train.prompt_policy}-{cfg.hash()[:10]}{tag}"
-            / f"seed{seed}")
+    return (out / setup / method / f"{regime}-{cfg.profile}-{cfg.train.prompt_policy}-{cfg.hash()[:10]}"
+            f"{where_tag(where)}" / f"seed{seed}")
 
 
 def with_attacks(cfg, track: str, attacks) -> "RunConfig":
@@ -100,7 +104,15 @@ def with_attacks(cfg, track: str, attacks) -> "RunConfig":
     if not attacks:
         return cfg
     field = "model_attacks" if track == "model" else "attacks"
-    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={field: tuple(attacks)})})
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={field: in_suite_order(
+        attacks, getattr(cfg.eval, field))})})
+
+
+def in_suite_order(attacks, default) -> tuple[str, ...]:
+    """The attacks in the default suite's order, any others after them sorted: --attacks pt,cls and cls,pt are
+    one suite (one folder, one key)."""
+    chosen = dict.fromkeys(attacks)
+    return tuple(a for a in default if a in chosen) + tuple(sorted(a for a in chosen if a not in default))
 
 
 def select_attacks(names, kind: str = "data"):
@@ -133,7 +145,8 @@ def run_benchmark(method: str, setup: str, regime: str = "G", seed: int = 0, pro
     if track == "cloak":
         from decobench.run.cloak_track import run_cloak
 
-        return run_cloak(method, seed, profile, out, data_root, device, overrides, attacks, log)
+        return run_cloak(method, seed, profile, out, data_root, device, overrides, attacks, log,
+                         where_of(base_name, data_root, device, track))
     setup_obj = setups.get(setup)
     if regime not in REGIMES and not (track == "model" and regime == "model"):
         raise ConfigError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")

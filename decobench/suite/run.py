@@ -30,18 +30,37 @@ def cell_dir(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> Pat
     ``run_kwargs``: the suite's base model, data root and device, which name the folder where not the default."""
     from decobench.registry import methods
     from decobench.run.config import resolve
-    from decobench.run.runner import run_folder, where_of, with_attacks
+    from decobench.run.runner import run_folder, with_attacks
 
+    where = cell_where(cell, run_kwargs)
     if cell.track == "cloak":
         from decobench.run import cloak_track
 
         cfg, params = cloak_track.resolve_cloak(cell.profile, methods.get(cell.method), cell.overrides())
-        return cloak_track.run_folder(out, cell.method, cfg, params, cell.seed)[1]
+        cfg = cloak_track.with_cloak_attacks(cfg, cell.attacks)
+        return cloak_track.run_folder(out, cell.method, cfg, params, cell.seed, where)[1]
     cfg, _ = resolve(cell.profile, methods.get(cell.method), cell.method, cell.overrides(), cell.sensitive)
     cfg = with_attacks(cfg, cell.track, cell.attacks)
-    kw = run_kwargs or {}
-    where = where_of(kw.get("base_name", "tiny-synthface"), kw.get("data_root"), kw.get("device", "auto"), cell.track)
     return run_folder(Path(out), cell.setup, cell.method, cell.regime, cfg, cell.seed, where)
+
+
+def cell_where(cell: Cell, run_kwargs: dict | None) -> dict:
+    """The suite's base model, data root and device for this cell; without run kwargs the embedded default on
+    CPU (a board or plan reading committed results on a machine with CUDA still finds them)."""
+    from decobench.run.runner import DEFAULT_WHERE, where_of
+
+    if run_kwargs is None:
+        return dict(DEFAULT_WHERE)
+    kw = run_kwargs
+    return where_of(kw.get("base_name", "tiny-synthface"), kw.get("data_root"), kw.get("device", "auto"), cell.track)
+
+
+def cell_stem(cell: Cell, run_kwargs: dict | None = None) -> str:
+    """The name of the cell's lock, log and failure record: its id, and the where-tag (a CUDA failure is not a
+    CPU one)."""
+    from decobench.run.runner import where_tag
+
+    return cell.id + where_tag(cell_where(cell, run_kwargs))
 
 
 def suite_dir(out: str | Path) -> Path:
@@ -49,18 +68,51 @@ def suite_dir(out: str | Path) -> Path:
 
 
 def status(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> str:
-    """done (its result.json exists), failed (its last attempt raised) or todo."""
-    if (cell_dir(cell, out, run_kwargs) / "result.json").is_file():
-        return "done"
-    if (suite_dir(out) / "failed" / f"{cell.id}.json").is_file():
+    """done (its result.json exists and the code at hand would make the same), stale (made by other method
+    code or another attack version: run again), failed (its last attempt raised) or todo."""
+    path = cell_dir(cell, out, run_kwargs) / "result.json"
+    if path.is_file():
+        return "stale" if stale(path) else "done"
+    if (suite_dir(out) / "failed" / f"{cell_stem(cell, run_kwargs)}.json").is_file():
         return "failed"
     return "todo"
 
 
+def stale(path: Path) -> str | None:
+    """Why a finished cell's result is not what the code at hand makes (None when it is): other method code
+    (method_version), another attack version, or a comparability key that does not recompute."""
+    from decobench.registry import attacks, methods
+    from decobench.results.build import comparability_key
+    from decobench.results.migrate import migrate
+    from decobench.run.cloak_track import cloak_version
+    from decobench.run.runner import method_version
+
+    try:
+        r = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(r, dict) or "method_version" not in r:  # not a result file decobench can judge
+        return None
+    try:
+        cls = methods.get(r["method"])
+        track = r.get("track", "data")
+        now = cloak_version(cls) if track == "cloak" else method_version(cls, track)
+        if r["method_version"] != now:
+            return f"made by other method code ({r['method_version']}, now {now})"
+        old = [n for n, a in r["attacks"].items() if n in attacks.names() and attacks.get(n).version != a["version"]]
+        if old:
+            return f"made by another version of attack(s) {', '.join(old)}"
+        if comparability_key(migrate(r)) != r["comparability_key"]:
+            return "its comparability key does not recompute"
+    except (KeyError, TypeError) as exc:
+        return f"incomplete ({type(exc).__name__}: {exc})"
+    return None
+
+
 @contextmanager
-def claim(cell: Cell, out: str | Path, wait: bool):
+def claim(cell: Cell, out: str | Path, wait: bool, run_kwargs: dict | None = None):
     """Hold the cell's lock for the block; yields False (without blocking) when another worker holds it."""
-    path = suite_dir(out) / "locks" / f"{cell.id}.lock"
+    path = suite_dir(out) / "locks" / f"{cell_stem(cell, run_kwargs)}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         try:
@@ -131,7 +183,8 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
     """Run every cell not yet done (see the module doc); returns what ran, what was done, what failed."""
     from tqdm.auto import tqdm
 
-    out, run_kwargs, runner = Path(out), run_kwargs or {}, runner or run_cell
+    # no run kwargs: the embedded default on CPU, as status() reads it
+    out, run_kwargs, runner = Path(out), run_kwargs or {"device": "cpu"}, runner or run_cell
     sd = suite_dir(out)
     for sub in ("logs", "failed", "locks"):
         (sd / sub).mkdir(parents=True, exist_ok=True)
@@ -150,18 +203,18 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
     bar.set_postfix_str(_hms(estimate.left(todo)))
 
     def attempt(cell: Cell, wait: bool) -> bool:
-        with claim(cell, out, wait) as mine:
+        with claim(cell, out, wait, run_kwargs) as mine:
             if not mine:
                 return False
-            failed = sd / "failed" / f"{cell.id}.json"
+            failed = sd / "failed" / f"{cell_stem(cell, run_kwargs)}.json"
             if status(cell, out, run_kwargs) == "done":  # another worker finished it while this one waited
                 outcome.skipped.append(cell.id)
                 return True
-            if wait and failed.is_file() and failed.stat().st_mtime >= started:  # another worker's attempt failed
+            if failed.is_file() and failed.stat().st_mtime >= started:  # another worker's attempt failed
                 outcome.failed[cell.id] = json.loads(failed.read_text())["error"]  # in this invocation: not again
                 return True
             t0 = time.time()
-            with open(sd / "logs" / f"{cell.id}.log", "a") as logf:
+            with open(sd / "logs" / f"{cell_stem(cell, run_kwargs)}.log", "a") as logf:
                 logf.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {cell.command()}\n")
                 try:
                     runner(cell, out, run_kwargs, lambda *a: print(*a, file=logf, flush=True))
