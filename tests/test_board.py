@@ -156,7 +156,9 @@ def test_the_tidy_table_loads_in_pandas_one_record_per_row_and_metric():
     df = pd.DataFrame(tidy(groups(results)))
     cls = df[(df.metric == "privacy_cls_race") & (df.kind == "method")]
     assert sorted(cls["row"]) == ["ce", "metric"] and (cls["n"] == 3).all() and (cls["seeds"] == "0,1,2").all()
-    assert {"ci_lo", "ci_hi", "chance", "majority", "ci_includes_chance", "key", "epsilon"} <= set(df.columns)
+    assert {"ci_lo", "ci_hi", "chance", "majority", "ci_includes_chance", "key", "epsilon", "note"} <= set(df.columns)
+    fd = df[df.metric == "fd_synthface"]  # n/a in every result: no mean, and the attack's reason
+    assert fd["mean"].isna().all() and fd["note"].str.contains("feature dimensions").all()
     assert df.groupby(["row", "metric"]).size().max() == 1
 
 

@@ -264,5 +264,6 @@ def tidy(gs: list[Group]) -> list[dict]:
                                 "n": cell.n, "mean": cell.mean, "ci_lo": cell.lo, "ci_hi": cell.hi,
                                 "example_ci_half_width": cell.example_half_width, "chance": cell.chance,
                                 "majority": cell.majority, "ci_includes_chance": cell.includes_chance,
-                                "epsilon": (row.dp or {}).get("epsilon"), "delta": (row.dp or {}).get("delta")})
+                                "epsilon": (row.dp or {}).get("epsilon"), "delta": (row.dp or {}).get("delta"),
+                                "note": cell.note})  # why an n/a cell (no mean) has none
     return out
