@@ -174,7 +174,7 @@ def test_the_cloak_track_runs_end_to_end(tmp_path):
 
     args = ["run", "--method", "opom_convex", "--track", "cloak", "--profile", "quick", "--out", str(tmp_path),
             "--set", "cloak.identities=12", "--set", "cloak.distractors=300",
-            "--set", "cloak.targets=resnet-arcface,senet-arcface"]
+            "--set", "cloak.targets=resnet-arcface,senet-arcface", "--device", "cpu"]  # cpu: untagged folder
     assert main(args) == 0
     (path,) = list(tmp_path.rglob("result.json"))
     from decobench.suite.grid import expand

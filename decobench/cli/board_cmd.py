@@ -28,11 +28,7 @@ def _seeds(value: str) -> list[int]:
 @click.option("--preset", default=None, help="the grid the board is made from (a suite preset, e.g. embedded): "
                                              "its cells not under RUNS are listed, with why, at the end")
 @click.option("--grid", "grid_file", default=None, type=click.Path(dir_okay=False), help="the same, from a TOML grid")
-@click.option("--base", "base_name", default="tiny-synthface", show_default=True,
-              type=click.Choice(["tiny-synthface", "sd15"]), help="with a grid: the base its cells ran on")
-@click.option("--data-root", type=click.Path(), default=None, help="with a grid: the real data its cells ran on")
-@click.option("--device", default="cpu", show_default=True, help="with a grid: the device its cells ran on")
-def leaderboard(runs, out, csv_out, html_out, seeds, preset, grid_file, base_name, data_root, device):
+def leaderboard(runs, out, csv_out, html_out, seeds, preset, grid_file):
     """Validate every result.json under RUNS and print the comparison tables: per comparable group, each cell
     the mean and 95 % CI over the declared seeds, rows in privacy-utility Pareto tiers.
 
@@ -51,8 +47,7 @@ def leaderboard(runs, out, csv_out, html_out, seeds, preset, grid_file, base_nam
         from decobench.suite.grid import load_grid
 
         cells = load_grid(preset, grid_file)
-        grid = (cells, preset or Path(grid_file).stem,
-                {"base_name": base_name, "data_root": data_root, "device": device})  # they name the cells' folders
+        grid = (cells, preset or Path(grid_file).stem)
     declared = _seeds(seeds) if seeds is not None else (declared_seeds(grid[0]) if grid else [0, 1, 2])
     try:
         text = write_board(runs, declared, out, csv_out, html_out, warn=lambda m: click.echo(m, err=True), grid=grid)

@@ -64,17 +64,19 @@ def plan(preset, grid_file, shard, out, base_name, base_path, data_root, device,
     """List the grid's cells (this shard's) with their state under --out: done, failed, stale (made by other
     method code or attack versions: run again) or todo (give the suite run's --base, --data-root and --device:
     they name the cells' folders)."""
+    import shlex
+
     from decobench.suite.run import status
 
     cells, mine = _cells(preset, grid_file, shard)
     kw = {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
     states = {c.id: status(c, out, kw) for c in mine}
     if commands:  # the same folders as the suite run: its base, data and device ride along
-        extra = "".join(f" {flag} {v}" for flag, v, default in (
+        extra = "".join(f" {flag} {shlex.quote(str(v))}" for flag, v, default in (
             ("--base", base_name, "tiny-synthface"), ("--base-path", base_path, None),
             ("--data-root", data_root, None), ("--device", device, "auto")) if v != default)
         for c in mine:
-            click.echo(c.command() + extra + f" --out {out}")
+            click.echo(c.command() + extra + f" --out {shlex.quote(str(out))}")
         return
     for c in mine:
         click.echo(f"{states[c.id]:6s} {c.id}")
@@ -120,7 +122,7 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
             Path(board).mkdir(parents=True, exist_ok=True)
             name = preset or Path(grid_file).stem
             write_board(out, declared_seeds(cells), Path(board) / f"{name}.md", Path(board) / f"{name}.csv",
-                        Path(board) / "index.html", warn=lambda m: click.echo(m, err=True), grid=(cells, name, kw))
+                        Path(board) / "index.html", warn=lambda m: click.echo(m, err=True), grid=(cells, name))
             click.echo(f"wrote the board to {board}")
     if outcome.failed:
         raise click.exceptions.Exit(1)

@@ -75,6 +75,7 @@ class Cell:
     percent: bool = False                       # accuracies and rates print in %
     headline: bool = True
     note: str | None = None                     # why a cell is n/a (the attack's own words)
+    example_sides: tuple[float, float] | None = None  # mean over seeds of the attack's CI below / above its value
 
     @staticmethod
     def of(name: str, records: list[dict]) -> "Cell":
@@ -89,14 +90,14 @@ class Cell:
         halves = [(m["ci"][1] - m["ci"][0]) / 2 for m in records if m.get("ci")]
         example = float(np.mean(halves)) if len(halves) == len(records) else None
         refs = [r for r in (base["chance"], base["majority"] if is_accuracy(m0) else None) if r is not None]
+        low, up = _example_sides(records)
         if lo is not None:  # seeds and test examples both vary the figure: their widths add in quadrature, each
-            low, up = _example_sides(records)  # side by its own (a rate near 0 has a short lower side)
-            half = (hi - lo) / 2
+            half = (hi - lo) / 2  # side by its own (a rate near 0 has a short lower side)
             includes = any(mean - float(np.hypot(half, low)) <= r <= mean + float(np.hypot(half, up)) for r in refs)
         else:  # one seed: the attack's own CI decides, as it says
             includes = bool(m0.get("ci_includes_chance") or m0.get("ci_includes_majority"))
         return Cell(n=len(vals), mean=mean, lo=lo, hi=hi, includes_chance=includes, example_half_width=example,
-                    **base)
+                    example_sides=(low, up) if example is not None else None, **base)
 
 
 def _example_sides(records: list[dict]) -> tuple[float, float]:
@@ -262,7 +263,10 @@ def tidy(gs: list[Group]) -> list[dict]:
                                 "method": row.method, "params": json.dumps(row.params, sort_keys=True),
                                 "seeds": ",".join(map(str, row.seeds)), "metric": k, "direction": cell.direction,
                                 "n": cell.n, "mean": cell.mean, "ci_lo": cell.lo, "ci_hi": cell.hi,
-                                "example_ci_half_width": cell.example_half_width, "chance": cell.chance,
+                                "example_ci_half_width": cell.example_half_width,
+                                "example_ci_below": (cell.example_sides or (None, None))[0],  # with ci_lo, ci_hi:
+                                "example_ci_above": (cell.example_sides or (None, None))[1],  # the ° rule again
+                                "chance": cell.chance,
                                 "majority": cell.majority, "ci_includes_chance": cell.includes_chance,
                                 "epsilon": (row.dp or {}).get("epsilon"), "delta": (row.dp or {}).get("delta"),
                                 "note": cell.note})  # why an n/a cell (no mean) has none

@@ -31,14 +31,14 @@ def board_markdown(results: list[dict], runs, seeds, grid=None) -> str:
     from decobench.results.leaderboard import render
 
     text = render(results, seeds)
-    tail = render_missing(grid[0], runs, grid[1], *grid[2:]) if grid else ""
+    tail = render_missing(grid[0], runs, grid[1]) if grid else ""
     return text + ("\n" + tail if tail else "")
 
 
 def write_board(runs: str | Path, seeds, md=None, csv=None, html=None, warn=print, grid=None) -> str:
     """Validate and aggregate every result.json under ``runs``; write the files asked for (atomically);
-    return the Markdown. ``seeds``: declared seeds (a list, or per method); ``grid``: (cells, name[, run kwargs]) of the
-    grid the board is made from, whose cells not done are listed at its end. Raises ``FileNotFoundError`` when
+    return the Markdown. ``seeds``: declared seeds (a list, or per method); ``grid``: (cells, name) of the grid the
+    board is made from, whose cells not done (on any base, data or device) are listed at its end. Raises ``FileNotFoundError`` when
     there is no result file."""
     from decobench.io import atomic_write_text
     from decobench.results.build import commit
@@ -61,7 +61,7 @@ def write_board(runs: str | Path, seeds, md=None, csv=None, html=None, warn=prin
         if grid:
             from decobench.results.expected import render_missing_html
 
-            tail = render_missing_html(grid[0], runs, grid[1], *grid[2:])
+            tail = render_missing_html(grid[0], runs, grid[1])
         for name, content in render_html(results, folder, seeds, made_by, tail).items():
             atomic_write_text(folder / (Path(html).name if name == "index.html" else name), content)
     return text

@@ -13,9 +13,6 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-STATES = {"todo": "not run", "failed": "failed", "stale": "stale"}
-
-
 def _labels(cells) -> dict:
     """Per cell: the method, plus the grid settings that tell it from the method's other cells (a sweep)."""
     by_method = defaultdict(set)
@@ -29,22 +26,31 @@ def _labels(cells) -> dict:
     return out
 
 
-def missing(cells, runs: str | Path, run_kwargs: dict | None = None) -> list[dict]:
-    """One record per place, method and state: the seeds of the grid's cells under ``runs`` that are not done
-    (``run_kwargs``: the suite's base, data root and device, which name the cells' folders)."""
-    from decobench.suite.run import cell_dir, cell_stem, stale, status, suite_dir
+def _state(cell, runs: Path) -> tuple[str, str]:
+    """(state, why) of a grid cell under ``runs`` whatever it ran on: its folder with any where-tag (sd15, real
+    data, CUDA; runner.run_folder) holds a result the code at hand makes (done), one it would not (stale), or
+    none; then the last failure recorded for the cell, if any (failed), else not run."""
+    from decobench.suite.run import cell_dir, stale, suite_dir
 
+    d = cell_dir(cell, runs)
+    found = sorted(d.parent.parent.glob(f"{d.parent.name}*/{d.name}/result.json"))
+    if found:
+        whys = [stale(p) for p in found]
+        return ("done", "") if None in whys else ("stale", f"stale: {whys[0]}")
+    failures = sorted((suite_dir(runs) / "failed").glob(f"{cell.id}*.json"), key=lambda p: p.stat().st_mtime)
+    if failures:
+        return "failed", f"failed: {json.loads(failures[-1].read_text())['error']}"
+    return "todo", "not run"
+
+
+def missing(cells, runs: str | Path) -> list[dict]:
+    """One record per place, method and state: the seeds of the grid's cells under ``runs`` that the board does
+    not hold as the code at hand makes them (on any base, data or device)."""
     labels, rows = _labels(cells), defaultdict(list)
     for c in cells:
-        state = status(c, runs, run_kwargs)
+        state, why = _state(c, Path(runs))
         if state == "done":
             continue
-        why = STATES[state]
-        if state == "failed":
-            record = json.loads((suite_dir(runs) / "failed" / f"{cell_stem(c, run_kwargs)}.json").read_text())
-            why += f": {record['error']}"
-        elif state == "stale":  # its result.json is there, but the code at hand would not make it
-            why += f": {stale(cell_dir(c, runs, run_kwargs) / 'result.json')}"
         rows[(c.track, c.setup, c.regime, labels[c], why)].append(c.seed)
     order = {"data": 0, "model": 1, "cloak": 2}
     return [{"track": t, "setup": s, "regime": r, "method": m, "seeds": sorted(seeds), "state": why}
@@ -54,14 +60,15 @@ def missing(cells, runs: str | Path, run_kwargs: dict | None = None) -> list[dic
 def _summary(cells, rows: list[dict], name: str) -> str:
     n_missing = sum(len(r["seeds"]) for r in rows)
     count = {k: sum(len(r["seeds"]) for r in rows if r["state"].startswith(k)) for k in ("not run", "failed", "stale")}
-    return (f"{n_missing} of the {len(cells)} cells of grid {name} are not in this board ({count['not run']} not run, "
-            f"{count['failed']} failed, {count['stale']} stale); `decobench suite plan` lists them, "
-            f"`decobench suite run` makes them.")
+    return (f"{n_missing} of the {len(cells)} cells of grid {name} are not in this board as the code at hand makes "
+            f"them ({count['not run']} not run, {count['failed']} failed, {count['stale']} stale: their results come "
+            f"from other method code or attack versions); `decobench suite plan` lists them, `decobench suite run` "
+            f"makes them.")
 
 
-def render_missing(cells, runs: str | Path, name: str, run_kwargs: dict | None = None) -> str:
+def render_missing(cells, runs: str | Path, name: str) -> str:
     """Markdown: the section that closes a board made from a grid (empty when every cell is done)."""
-    rows = missing(cells, runs, run_kwargs)
+    rows = missing(cells, runs)
     if not rows:
         return ""
     out = [f"### Not in this board yet (grid {name})", "", _summary(cells, rows, name), "",
@@ -71,8 +78,8 @@ def render_missing(cells, runs: str | Path, name: str, run_kwargs: dict | None =
     return "\n".join(out) + "\n"
 
 
-def render_missing_html(cells, runs: str | Path, name: str, run_kwargs: dict | None = None) -> str:
-    rows, esc = missing(cells, runs, run_kwargs), html.escape
+def render_missing_html(cells, runs: str | Path, name: str) -> str:
+    rows, esc = missing(cells, runs), html.escape
     if not rows:
         return ""
     body = "".join(f"<tr><td>{esc(r['track'])}</td><td>{esc(r['setup'])}</td><td>{esc(r['regime'])}</td>"

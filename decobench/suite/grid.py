@@ -162,8 +162,9 @@ def _block_cells(block: dict, where: str) -> list[Cell]:
     if sensitive not in SENSITIVE:
         raise ConfigError(f"{where}: sensitive {sensitive!r} is not one of {', '.join(SENSITIVE)}")
     attacks = block.get("attacks")
-    if attacks is not None:
-        attacks = tuple(a.strip() for a in (attacks.split(",") if isinstance(attacks, str) else attacks) if a.strip())
+    if attacks is not None:  # in the track's suite order, None for the default suite: one cell id per folder
+        attacks = _suite(track, tuple(a.strip() for a in (attacks.split(",") if isinstance(attacks, str) else attacks)
+                                      if a.strip()))
     sets = block.get("set", {})
     if not isinstance(sets, dict):
         raise ConfigError(f"{where}: set must be a table of KEY = VALUE, got {sets!r}")
@@ -198,6 +199,17 @@ def expand(grid: dict, where: str = "grid") -> list[Cell]:
         for c in _block_cells({**defaults, **block}, f"{where}, block {i + 1}"):
             cells[c.id] = c  # the same cell named by two blocks runs once
     return [cells[k] for k in sorted(cells)]
+
+
+def _suite(track: str, attacks: tuple[str, ...]) -> tuple[str, ...] | None:
+    from decobench.run.cloak_track import CloakTrackConfig
+    from decobench.run.config import EvalConfig
+    from decobench.run.runner import in_suite_order
+
+    default = {"data": EvalConfig().attacks, "model": EvalConfig().model_attacks,
+               "cloak": CloakTrackConfig().attacks}[track]
+    ordered = in_suite_order(attacks, default)
+    return None if ordered == tuple(default) else ordered
 
 
 def load_grid(preset: str | None = None, path: str | Path | None = None) -> list[Cell]:

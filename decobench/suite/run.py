@@ -91,7 +91,9 @@ def stale(path: Path) -> str | None:
         r = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         return f"unreadable ({type(exc).__name__}: {exc})"
-    if not isinstance(r, dict) or "method_version" not in r:  # not a result file decobench can judge
+    if not isinstance(r, dict):
+        return "unreadable (not a JSON object)"
+    if "method_version" not in r:  # not a result file decobench can judge (a test's stand-in)
         return None
     try:
         cls = methods.get(r["method"])
@@ -106,6 +108,8 @@ def stale(path: Path) -> str | None:
             return "its comparability key does not recompute"
     except (KeyError, TypeError) as exc:
         return f"incomplete ({type(exc).__name__}: {exc})"
+    except ValueError as exc:  # ResultValidationError: a schema it does not migrate, a field it lacks
+        return f"invalid ({' '.join(str(exc).split())[:200]})"
     return None
 
 
@@ -155,6 +159,19 @@ def _seconds_of(cell: Cell, out, run_kwargs: dict | None = None) -> float | None
         return None
 
 
+def _now_on(folder: Path) -> float:
+    """The time as the file system holding ``folder`` stamps files (a shared one may keep another clock)."""
+    import os
+    import tempfile
+
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".now-")
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
 def _hms(s: float | None) -> str:
     if s is None:
         return "ETA after the first cell"
@@ -188,7 +205,8 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
     sd = suite_dir(out)
     for sub in ("logs", "failed", "locks"):
         (sd / sub).mkdir(parents=True, exist_ok=True)
-    outcome, estimate, started = Outcome(), Estimate(), time.time()
+    outcome, estimate = Outcome(), Estimate()
+    started = _now_on(sd)  # the file system's clock: failure records of other workers are stamped by it
     todo = []
     for c in cells:
         if status(c, out, run_kwargs) == "done":
