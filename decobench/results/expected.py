@@ -57,13 +57,13 @@ def missing(cells, runs: str | Path) -> list[dict]:
             for (t, s, r, m, why), seeds in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0]))]
 
 
-def _summary(cells, rows: list[dict], name: str) -> str:
+def _summary(cells, rows: list[dict], name: str, code=lambda t: f"`{t}`") -> str:
     n_missing = sum(len(r["seeds"]) for r in rows)
     count = {k: sum(len(r["seeds"]) for r in rows if r["state"].startswith(k)) for k in ("not run", "failed", "stale")}
+    stale = " (results from other method code or attack versions)" if count["stale"] else ""
     return (f"{n_missing} of the {len(cells)} cells of grid {name} are not in this board as the code at hand makes "
-            f"them ({count['not run']} not run, {count['failed']} failed, {count['stale']} stale: their results come "
-            f"from other method code or attack versions); `decobench suite plan` lists them, `decobench suite run` "
-            f"makes them.")
+            f"them: {count['not run']} not run, {count['failed']} failed, {count['stale']} stale{stale}; "
+            f"{code('decobench suite plan')} lists them, {code('decobench suite run')} makes them.")
 
 
 def render_missing(cells, runs: str | Path, name: str) -> str:
@@ -86,7 +86,7 @@ def render_missing_html(cells, runs: str | Path, name: str) -> str:
                    f"<td>{esc(r['method'])}</td><td>{esc(', '.join(map(str, r['seeds'])))}</td>"
                    f"<td>{esc(r['state'])}</td></tr>" for r in rows)
     return (f'<section class="group" id="not-in-board"><h2>Not in this board yet (grid {esc(name)})</h2>'
-            f'<p class="note">{esc(_summary(cells, rows, name))}</p>'
+            f'<p class="note">{_summary(cells, rows, esc(name), lambda t: f"<code>{esc(t)}</code>")}</p>'
             f'<table class="missing"><thead><tr><th>track</th><th>setup</th><th>regime</th><th>method</th>'
             f'<th>seeds</th><th>state</th></tr></thead><tbody>{body}</tbody></table></section>')
 
