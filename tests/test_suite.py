@@ -307,6 +307,11 @@ def test_a_result_made_by_other_code_is_stale_and_runs_again(tmp_path):
     r["attacks"]["cls"]["version"] = "0"
     dst.write_text(json.dumps(r))
     assert "attack(s) cls" in stale(dst)
+    r["method"] = "not_a_registered_method"  # a plugin not installed here: stale with the reason, no crash
+    dst.write_text(json.dumps(r))
+    assert "not registered" in stale(dst)
+    dst.write_text("[1, 2]")
+    assert "not a JSON object" in stale(dst)
     calls = []
     run_suite([cell], tmp_path, runner=fake_runner(calls), progress=False)
     assert calls == [cell.id]

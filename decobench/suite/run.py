@@ -81,7 +81,7 @@ def status(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> str:
 def stale(path: Path) -> str | None:
     """Why a finished cell's result is not what the code at hand makes (None when it is): other method code
     (method_version), another attack version, or a comparability key that does not recompute."""
-    from decobench.registry import attacks, methods
+    from decobench.registry import RegistryError, attacks, methods
     from decobench.results.build import comparability_key
     from decobench.results.migrate import migrate
     from decobench.run.cloak_track import cloak_version
@@ -106,6 +106,8 @@ def stale(path: Path) -> str | None:
             return f"made by another version of attack(s) {', '.join(old)}"
         if comparability_key(migrate(r)) != r["comparability_key"]:
             return "its comparability key does not recompute"
+    except RegistryError as exc:  # its method is not registered here (a plugin not installed): cannot be judged
+        return f"its method is not registered ({' '.join(str(exc).split())[:200]})"
     except (KeyError, TypeError) as exc:
         return f"incomplete ({type(exc).__name__}: {exc})"
     except ValueError as exc:  # ResultValidationError: a schema it does not migrate, a field it lacks
