@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import decobench
-from decobench.io import atomic_write_json, sha256_file
-from decobench.run.config import ConfigError, _parse_scalar, config_hash
+from decobench.io import atomic_write_json, files_digest
+from decobench.run.config import ConfigError, _parse_scalar, config_hash, in_suite_order
 
 SETUP, REGIME = "PC", "cloak"
 
@@ -81,7 +81,7 @@ def cloak_version(cls) -> str:
 
     here = Path(__file__).resolve().parents[1] / "cloaks"
     files = {inspect.getsourcefile(cls), *(str(here / f) for f in ("craft.py", "objectives.py", "hull.py"))}
-    return f"{cls.version}:{config_hash({Path(f).name: sha256_file(f) for f in sorted(files)})}"
+    return f"{cls.version}:{files_digest({Path(f).name: f for f in files})}"
 
 
 def run_folder(out, method: str, cfg: CloakTrackConfig, params, seed: int, where: dict | None = None
@@ -96,8 +96,6 @@ def run_folder(out, method: str, cfg: CloakTrackConfig, params, seed: int, where
 
 def with_cloak_attacks(cfg: CloakTrackConfig, attacks) -> CloakTrackConfig:
     """--attacks written into the config (its hash names the folder); the default suite leaves it as it was."""
-    from decobench.run.runner import in_suite_order
-
     return cfg.model_copy(update={"attacks": in_suite_order(attacks, cfg.attacks)}) if attacks else cfg
 
 

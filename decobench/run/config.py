@@ -142,6 +142,13 @@ def config_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def in_suite_order(attacks, default) -> tuple[str, ...]:
+    """The attacks in the default suite's order, any others after them sorted: --attacks pt,cls and cls,pt are
+    one suite (one folder, one key)."""
+    chosen = dict.fromkeys(attacks)
+    return tuple(a for a in default if a in chosen) + tuple(sorted(a for a in chosen if a not in default))
+
+
 PROFILES = {
     # release batch 256: 48 images/s on an H100 (42 at 128), benchmarks/results/sd15_gpu_*.json
     "paper": RunConfig(profile="paper", release=ReleaseConfig(batch_size=256)),

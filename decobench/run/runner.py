@@ -34,7 +34,7 @@ from decobench.registry import methods, setups
 from decobench.results.build import build_result
 from decobench.run import stages
 from decobench.run.cache import StageCache, file_lock
-from decobench.run.config import ConfigError, config_hash, resolve
+from decobench.run.config import ConfigError, config_hash, in_suite_order, resolve
 from decobench.run.distributed import SINGLE, Processes
 from decobench.run.release import build_pipeline, load_released, release, save_released
 from decobench.run.lora_backbone import LoraBackbone
@@ -107,12 +107,6 @@ def with_attacks(cfg, track: str, attacks) -> "RunConfig":
     return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={field: in_suite_order(
         attacks, getattr(cfg.eval, field))})})
 
-
-def in_suite_order(attacks, default) -> tuple[str, ...]:
-    """The attacks in the default suite's order, any others after them sorted: --attacks pt,cls and cls,pt are
-    one suite (one folder, one key)."""
-    chosen = dict.fromkeys(attacks)
-    return tuple(a for a in default if a in chosen) + tuple(sorted(a for a in chosen if a not in default))
 
 
 def select_attacks(names, kind: str = "data"):

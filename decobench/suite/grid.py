@@ -203,8 +203,7 @@ def expand(grid: dict, where: str = "grid") -> list[Cell]:
 
 def _suite(track: str, attacks: tuple[str, ...]) -> tuple[str, ...] | None:
     from decobench.run.cloak_track import CloakTrackConfig
-    from decobench.run.config import EvalConfig
-    from decobench.run.runner import in_suite_order
+    from decobench.run.config import EvalConfig, in_suite_order
 
     default = {"data": EvalConfig().attacks, "model": EvalConfig().model_attacks,
                "cloak": CloakTrackConfig().attacks}[track]
