@@ -14,7 +14,7 @@ import pytest
 from decobench.registry import attacks, methods
 from decobench.results.aggregate import groups
 from decobench.results.board import board_markdown, tidy_frame
-from decobench.results.expected import declared_seeds, render_missing_html
+from decobench.results.expected import declared_seeds, missing, render_missing, render_missing_html
 from decobench.results.leaderboard import collect
 from decobench.results.validate import problems
 from decobench.run.runner import method_version
@@ -25,6 +25,7 @@ SKIPPED: list[str] = []
 RESULTS = collect(BOARD / "results", warn=SKIPPED.append)
 GRID = load_grid("embedded")  # the board is made from the embedded preset (README: the command)
 SEEDS = declared_seeds(GRID)
+LACKING = missing(GRID, BOARD / "results")
 
 
 def test_no_committed_result_has_an_old_schema():
@@ -73,7 +74,7 @@ def test_committed_table_is_rendered_from_the_committed_results():
     first, text = (BOARD / "embedded.md").read_text().split("\n", 1)
     assert first.startswith("<!-- decobench leaderboard from") and f"input sha256 {input_hash(RESULTS)}," in first
     assert "-dirty" not in first and "generator commit unknown" not in first  # made from a clean checkout
-    assert text.strip() == board_markdown(RESULTS, BOARD / "results", SEEDS, (GRID, "embedded")).strip()
+    assert text.strip() == board_markdown(RESULTS, SEEDS, render_missing(GRID, LACKING, "embedded")).strip()
     committed = pd.read_csv(BOARD / "embedded.csv")
     assert (committed["input_sha256"] == input_hash(RESULTS)).all()
     assert not committed["generator_commit"].str.endswith("-dirty").any()
@@ -87,7 +88,7 @@ def test_committed_page_and_plots_are_rendered_from_the_committed_results():
 
     def page(text):  # the generating checkout's commit is the one line that may differ
         return [line for line in text.splitlines() if "decobench-generator-commit" not in line]
-    files = render_html(RESULTS, BOARD, SEEDS, tail=render_missing_html(GRID, BOARD / "results", "embedded"))
+    files = render_html(RESULTS, BOARD, SEEDS, tail=render_missing_html(GRID, LACKING, "embedded"))
     committed = (BOARD / "index.html").read_text()
     assert "-dirty" not in committed.split('name="decobench-generator-commit" content="')[1].split('"')[0]
     assert page(committed) == page(files.pop("index.html"))

@@ -29,6 +29,11 @@ def where_options(f):
     return f
 
 
+def _run_kwargs(base_name, base_path, data_root, device) -> dict:
+    """What the cells run on, as run_benchmark takes it (and as it names their folders)."""
+    return {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
+
+
 def grid_options(f):
     for opt in reversed(GRID_OPTIONS):
         f = opt(f)
@@ -69,7 +74,7 @@ def plan(preset, grid_file, shard, out, base_name, base_path, data_root, device,
     from decobench.suite.run import status
 
     cells, mine = _cells(preset, grid_file, shard)
-    kw = {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
+    kw = _run_kwargs(base_name, base_path, data_root, device)
     states = {c.id: status(c, out, kw) for c in mine}
     if commands:  # the same folders as the suite run: its base, data and device ride along
         extra = "".join(f" {flag} {shlex.quote(str(v))}" for flag, v, default in (
@@ -99,7 +104,7 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
     from decobench.suite.run import run_suite
 
     cells, mine = _cells(preset, grid_file, shard)
-    kw = {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
+    kw = _run_kwargs(base_name, base_path, data_root, device)
     outcome = run_suite(mine, out, kw, echo=click.echo)
     click.echo(f"suite: ran {len(outcome.ran)}, {len(outcome.skipped)} done before, {len(outcome.failed)} failed")
     from decobench.suite.run import cell_stem

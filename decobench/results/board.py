@@ -25,30 +25,29 @@ def tidy_frame(results: list[dict], seeds, commit: str):
     return df
 
 
-def board_markdown(results: list[dict], runs, seeds, grid=None) -> str:
-    """The tables; with ``grid`` (its cells and name) the grid's cells not under ``runs`` close them."""
-    from decobench.results.expected import render_missing
+def board_markdown(results: list[dict], seeds, tail: str = "") -> str:
+    """The tables, closed by ``tail`` (the grid's cells not in the board, expected.render_missing)."""
     from decobench.results.leaderboard import render
 
-    text = render(results, seeds)
-    tail = render_missing(grid[0], runs, grid[1]) if grid else ""
-    return text + ("\n" + tail if tail else "")
+    return render(results, seeds) + ("\n" + tail if tail else "")
 
 
 def write_board(runs: str | Path, seeds, md=None, csv=None, html=None, warn=print, grid=None) -> str:
     """Validate and aggregate every result.json under ``runs``; write the files asked for (atomically);
-    return the Markdown. ``seeds``: declared seeds (a list, or per method); ``grid``: (cells, name) of the grid the
-    board is made from, whose cells not done (on any base, data or device) are listed at its end. Raises ``FileNotFoundError`` when
-    there is no result file."""
+    return the Markdown. ``seeds``: declared seeds (a list, or per method); ``grid``: (cells, name) of the grid
+    the board is made from, whose cells not done (on any base, data or device) are listed at its end. Raises
+    ``FileNotFoundError`` when there is no result file."""
     from decobench.io import atomic_write_text
     from decobench.results.build import commit
+    from decobench.results.expected import missing, render_missing, render_missing_html
     from decobench.results.leaderboard import collect
 
     made_by = commit()  # before the first file is written: the tree is clean or not for all of them alike
     results = collect(runs, warn=warn)
     if not results:
         raise FileNotFoundError(f"no result.json under {runs}")
-    text = board_markdown(results, runs, seeds, grid)
+    lacking = missing(grid[0], runs) if grid else []  # read once: every cell's folder and result under runs
+    text = board_markdown(results, seeds, render_missing(grid[0], lacking, grid[1]) if grid else "")
     if md:
         atomic_write_text(md, provenance_line(results, made_by) + "\n\n" + text)
     if csv:
@@ -57,11 +56,7 @@ def write_board(runs: str | Path, seeds, md=None, csv=None, html=None, warn=prin
         from decobench.results.html import render_html
 
         folder = Path(html).parent
-        tail = ""
-        if grid:
-            from decobench.results.expected import render_missing_html
-
-            tail = render_missing_html(grid[0], runs, grid[1])
+        tail = render_missing_html(grid[0], lacking, grid[1]) if grid else ""
         for name, content in render_html(results, folder, seeds, made_by, tail).items():
             atomic_write_text(folder / (Path(html).name if name == "index.html" else name), content)
     return text

@@ -66,9 +66,9 @@ def _summary(cells, rows: list[dict], name: str, code=lambda t: f"`{t}`") -> str
             f"{code('decobench suite plan')} lists them, {code('decobench suite run')} makes them.")
 
 
-def render_missing(cells, runs: str | Path, name: str) -> str:
-    """Markdown: the section that closes a board made from a grid (empty when every cell is done)."""
-    rows = missing(cells, runs)
+def render_missing(cells, rows: list[dict], name: str) -> str:
+    """Markdown: the section that closes a board made from a grid (``rows``: :func:`missing`'s; empty when every
+    cell is done)."""
     if not rows:
         return ""
     out = [f"### Not in this board yet (grid {name})", "", _summary(cells, rows, name), "",
@@ -78,8 +78,8 @@ def render_missing(cells, runs: str | Path, name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_missing_html(cells, runs: str | Path, name: str) -> str:
-    rows, esc = missing(cells, runs), html.escape
+def render_missing_html(cells, rows: list[dict], name: str) -> str:
+    esc = html.escape
     if not rows:
         return ""
     body = "".join(f"<tr><td>{esc(r['track'])}</td><td>{esc(r['setup'])}</td><td>{esc(r['regime'])}</td>"

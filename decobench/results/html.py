@@ -124,7 +124,7 @@ def _tip(cell: Cell, seeds: list[int]) -> str:
         d = decimals(k * cell.example_half_width)
         parts.append(f"the attack's own 95 % CI over examples: ± {k * cell.example_half_width:.{d}f} (mean over "
                      f"seeds)")
-    if cell.chance is not None and cell.mean is not None:  # an n/a cell knows its chance but not its unit
+    if cell.chance is not None:
         parts.append(f"chance {k * cell.chance:.2f}")
     if cell.majority is not None:
         parts.append(f"majority {k * cell.majority:.2f}")
@@ -213,12 +213,12 @@ def render_html(results: list[dict], board_dir: str | Path, seeds=None, commit: 
     n = len(results)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>decobench leaderboard</title>
-<meta name="decobench-input-sha256" content="{input_hash(results)}">
+<meta name="decobench-input-sha256" content="{inputs}">
 <meta name="decobench-generator-commit" content="{html.escape(commit or "unknown")}">
 <style>{STYLE}</style></head>
 <body>
 <h1>decobench leaderboard</h1>
-<p class="note">{n} result files (input sha256 {input_hash(results)[:16]}). {html.escape(CELLS_NOTE)} Hover a
+<p class="note">{n} result files (input sha256 {inputs[:16]}). {html.escape(CELLS_NOTE)} Hover a
 cell for its CIs, chance and majority (or why it is n/a); click a column head to sort; the seed numbers link to
 the result files. The tidy table of every cell: <a href="embedded.csv">embedded.csv</a>.</p>
 <noscript><p class="note">Sorting and filtering need JavaScript; the tables below are complete without it.</p></noscript>

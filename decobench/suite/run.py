@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import time
 import traceback
@@ -81,11 +82,9 @@ def status(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> str:
 def stale(path: Path) -> str | None:
     """Why a finished cell's result is not what the code at hand makes (None when it is): other method code
     (method_version), another attack version, or a comparability key that does not recompute."""
-    from decobench.registry import RegistryError, attacks, methods
+    from decobench.registry import RegistryError, attacks
     from decobench.results.build import comparability_key
     from decobench.results.migrate import migrate
-    from decobench.run.cloak_track import cloak_version
-    from decobench.run.runner import method_version
 
     try:
         r = json.loads(path.read_text())
@@ -96,9 +95,7 @@ def stale(path: Path) -> str | None:
     if "method_version" not in r:  # not a result file decobench can judge (a test's stand-in)
         return None
     try:
-        cls = methods.get(r["method"])
-        track = r.get("track", "data")
-        now = cloak_version(cls) if track == "cloak" else method_version(cls, track)
+        now = _version_now(r["method"], r.get("track", "data"))
         if r["method_version"] != now:
             return f"made by other method code ({r['method_version']}, now {now})"
         old = [n for n, a in r["attacks"].items() if n in attacks.names() and attacks.get(n).version != a["version"]]
@@ -113,6 +110,17 @@ def stale(path: Path) -> str | None:
     except ValueError as exc:  # ResultValidationError: a schema it does not migrate, a field it lacks
         return f"invalid ({' '.join(str(exc).split())[:200]})"
     return None
+
+
+@functools.cache
+def _version_now(method: str, track: str) -> str:
+    """The method_version the code loaded here gives a method on a track: once per process, not once per cell."""
+    from decobench.registry import methods
+    from decobench.run.cloak_track import cloak_version
+    from decobench.run.runner import method_version
+
+    cls = methods.get(method)
+    return cloak_version(cls) if track == "cloak" else method_version(cls, track)
 
 
 @contextmanager
