@@ -298,6 +298,11 @@ def test_a_result_made_by_other_code_is_stale_and_runs_again(tmp_path):
     shutil.copy(src, dst)
     assert status(cell, tmp_path) == "done" and stale(dst) is None
     r = json.loads(dst.read_text())
+    r["hardware"]["device"] = "cuda:0"  # made on a GPU before folders had the where-tag: not this CPU cell's result
+    dst.write_text(json.dumps(r))
+    assert status(cell, tmp_path) == "stale" and "made on cuda" in stale(dst, {"device": "cpu"})
+    assert stale(dst) is None  # the board's missing cells take a result from any device
+    r["hardware"]["device"] = "cpu"
     r["method_version"] = "0:0000000000000000"
     dst.write_text(json.dumps(r))
     assert status(cell, tmp_path) == "stale" and "made by other method code" in stale(dst)

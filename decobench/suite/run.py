@@ -73,15 +73,17 @@ def status(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> str:
     code or another attack version: run again), failed (its last attempt raised) or todo."""
     path = cell_dir(cell, out, run_kwargs) / "result.json"
     if path.is_file():
-        return "stale" if stale(path) else "done"
+        return "stale" if stale(path, cell_where(cell, run_kwargs)) else "done"
     if (suite_dir(out) / "failed" / f"{cell_stem(cell, run_kwargs)}.json").is_file():
         return "failed"
     return "todo"
 
 
-def stale(path: Path) -> str | None:
+def stale(path: Path, where: dict | None = None) -> str | None:
     """Why a finished cell's result is not what the code at hand makes (None when it is): other method code
-    (method_version), another attack version, or a comparability key that does not recompute."""
+    (method_version), another attack version, a comparability key that does not recompute, or, given the cell's
+    ``where`` (runner.where_of), another device type (a CUDA result in a CPU cell's folder: folders made before
+    the where-tag)."""
     from decobench.registry import RegistryError, attacks
     from decobench.results.build import comparability_key
     from decobench.results.migrate import migrate
@@ -95,6 +97,9 @@ def stale(path: Path) -> str | None:
     if "method_version" not in r:  # not a result file decobench can judge (a test's stand-in)
         return None
     try:
+        made_on = str(r["hardware"]["device"]).split(":")[0]
+        if where is not None and made_on != where["device"]:
+            return f"made on {made_on}, the cell is for {where['device']}"
         now = _version_now(r["method"], r.get("track", "data"))
         if r["method_version"] != now:
             return f"made by other method code ({r['method_version']}, now {now})"
