@@ -112,7 +112,8 @@ def render_group(g: Group) -> str:
                      f"another only where their CIs separate): "
                      + "; ".join(f"tier {t}: {', '.join(v)}" for t, v in sorted(by_tier.items()))
                      + (f"{'; ' if by_tier else ''}not ranked (fewer than {MIN_SEEDS} seeds): "
-                        + ", ".join(r.label for r in left) if left else "") + ".\n")
+                        + ", ".join(r.label for r in left) if left else "") + ".\n"
+                     if by_tier or left else "Pareto tiers: none yet (no row has all its declared seeds).\n")
     cols = g.metrics
     some = g.specs
     arrows = {k: "↓" if some[k].direction == "lower_is_better" else "↑" for k in cols}
