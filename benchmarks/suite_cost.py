@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def main(argv=None) -> dict:
     total = sum(r["worker_s"] for r in rows)
     left = sum(len(m["seeds"]) for m in missing(load_grid(a.preset), a.runs))
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    rec = {"command": "python benchmarks/suite_cost.py " + " ".join(argv or []), "runs": a.runs,
+    args = sys.argv[1:] if argv is None else argv
+    rec = {"command": "python benchmarks/suite_cost.py " + " ".join(args), "runs": a.runs,
            "preset": a.preset, "cells_found": sum(r["cells"] for r in rows), "cells_missing": left,
            "worker_hours": round(total / 3600, 2), "workers": a.workers,
            "wall_hours_at_workers": round(total / 3600 / a.workers, 2), "groups": rows,
