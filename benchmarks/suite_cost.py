@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -39,6 +38,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
+    from decobench.results.build import commit
     from decobench.results.expected import missing
     from decobench.suite.grid import load_grid
 
@@ -47,13 +47,12 @@ def main(argv=None) -> dict:
              "mean_cell_s": round(sum(v) / len(v))} for (t, s, g), v in sorted(groups.items())]
     total = sum(r["worker_s"] for r in rows)
     left = sum(len(m["seeds"]) for m in missing(load_grid(a.preset), a.runs))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     args = sys.argv[1:] if argv is None else argv
     rec = {"command": "python benchmarks/suite_cost.py " + " ".join(args), "runs": a.runs,
            "preset": a.preset, "cells_found": sum(r["cells"] for r in rows), "cells_missing": left,
            "worker_hours": round(total / 3600, 2), "workers": a.workers,
            "wall_hours_at_workers": round(total / 3600 / a.workers, 2), "groups": rows,
-           "machine": platform.machine(), "commit": commit}
+           "machine": platform.machine(), "commit": commit()}
     print(f"{'track':6} {'setup':5} {'regime':6} {'cells':>5} {'worker h':>9} {'min/cell':>9}")
     for r in rows:
         print(f"{r['track']:6} {r['setup']:5} {r['regime']:6} {r['cells']:5d} {r['worker_s'] / 3600:9.2f} "

@@ -108,12 +108,12 @@ def render_group(g: Group) -> str:
         for p in ranked:
             by_tier[p.tier].append(p.row.label + dp_label(p.row.dp))
         left = unranked(g)
+        listed = "; ".join([f"tier {t}: {', '.join(v)}" for t, v in sorted(by_tier.items())]
+                           + ([f"not ranked (fewer than {MIN_SEEDS} seeds): " + ", ".join(r.label for r in left)]
+                              if left else []))
         parts.append(f"Pareto tiers (privacy {ax[0]} ↓, utility mean of {', '.join(ax[1])} ↑; a row dominates "
-                     f"another only where their CIs separate): "
-                     + "; ".join(f"tier {t}: {', '.join(v)}" for t, v in sorted(by_tier.items()))
-                     + (f"{'; ' if by_tier else ''}not ranked (fewer than {MIN_SEEDS} seeds): "
-                        + ", ".join(r.label for r in left) if left else "") + ".\n"
-                     if by_tier or left else "Pareto tiers: none yet (no row has all its declared seeds).\n")
+                     f"another only where their CIs separate): {listed}.\n" if listed
+                     else "Pareto tiers: none yet (no row has all its declared seeds).\n")
     cols = g.metrics
     some = g.specs
     arrows = {k: "↓" if some[k].direction == "lower_is_better" else "↑" for k in cols}

@@ -108,7 +108,6 @@ def with_attacks(cfg, track: str, attacks) -> "RunConfig":
         attacks, getattr(cfg.eval, field))})})
 
 
-
 def select_attacks(names, kind: str = "data"):
     out = []
     for n in names:

@@ -97,8 +97,7 @@ def stale(path: Path, where: dict | None = None) -> str | None:
     if "method_version" not in r:  # not a result file decobench can judge (a test's stand-in)
         return None
     try:
-        made_on = str(r["hardware"]["device"]).split(":")[0]
-        if where is not None and made_on != where["device"]:
+        if where is not None and (made_on := str(r["hardware"]["device"]).split(":")[0]) != where["device"]:
             return f"made on {made_on}, the cell is for {where['device']}"
         now = _version_now(r["method"], r.get("track", "data"))
         if r["method_version"] != now:
