@@ -93,6 +93,10 @@ def test_a_row_appears_only_with_every_declared_seed():
     table = render(results)
     assert "| metric | 1 | 0,1,2 |" in table and "| ce |" not in table and "Not shown (incomplete): ce:" in table
     assert "Pareto tiers: none yet (no row has all its declared seeds)." in render(results[:2])  # only ce, 2 of 3
+    from decobench.results.html import render_html
+    for r in results:
+        r["_path"] = str(ROOT / r["method"] / f"seed{r['seed']}" / "result.json")
+    assert "Pareto tiers: none yet (no row has all its declared seeds)." in render_html(results[:2], ROOT)["index.html"]
     assert _group(results, seeds=[0, 1]).rows[0].complete  # what a cell averages is declared, not found
     twice = _group(results + [_result("metric", 2, 0.3, 0.3)]).rows[1]
     assert not twice.complete and "present twice" in twice.missing_reason

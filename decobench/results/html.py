@@ -157,6 +157,8 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
                                        if p.tier == t) for t in sorted({p.tier for p in points}))
         out.append(f'<p class="note">Pareto tiers (a row dominates another only where their CIs separate): '
                    f'{tiers_text}.</p>')
+    elif axes(g) and not unranked(g):
+        out.append('<p class="note">Pareto tiers: none yet (no row has all its declared seeds).</p>')
     if axes(g) and unranked(g):
         out.append(f'<p class="note">Not ranked (fewer than {MIN_SEEDS} seeds): '
                    f'{esc(", ".join(r.label for r in unranked(g)))}.</p>')
