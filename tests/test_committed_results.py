@@ -17,7 +17,7 @@ from decobench.results.board import board_markdown, tidy_frame
 from decobench.results.expected import declared_seeds, missing, render_missing, render_missing_html
 from decobench.results.leaderboard import collect
 from decobench.results.validate import problems
-from decobench.run.runner import method_version
+from decobench.run.identity import method_version
 from decobench.suite.grid import load_grid
 
 BOARD = Path(__file__).resolve().parent.parent / "leaderboard"

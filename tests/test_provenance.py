@@ -10,7 +10,7 @@ from decobench.models.base import TINY_DIR, folder_digest
 from decobench.registry import methods
 from decobench.run.cache import StageCache
 from decobench.run.config import resolve
-from decobench.run.runner import run_folder
+from decobench.run.identity import run_folder
 from decobench.splits import SplitError, load_split
 
 
@@ -30,7 +30,7 @@ def test_runs_on_another_base_data_or_device_have_their_own_folder():
     default on CPU names its folder as before (the committed results' folders)."""
     from pathlib import Path
 
-    from decobench.run.runner import where_of
+    from decobench.run.identity import where_of
 
     cfg, _ = resolve("embedded", methods.get("ce"), "ce")
     plain = run_folder(Path("runs"), "A", "ce", "G", cfg, 0)

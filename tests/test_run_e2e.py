@@ -10,7 +10,8 @@ from decobench.methods.checks import QUICK_OVERRIDES
 from decobench.models.base import TINY_DIR, missing_files
 from decobench.results.aggregate import key_components
 from decobench.results.schema import ResultValidationError, validate
-from decobench.run.runner import Execution, run_benchmark
+from decobench.run.identity import Execution
+from decobench.run.runner import run_benchmark
 
 pytestmark = pytest.mark.skipif(bool(missing_files(TINY_DIR)), reason="tiny-synthface weights not built")
 QUIET = {"log": lambda *a: None, "device": "cpu"}

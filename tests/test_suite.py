@@ -134,7 +134,7 @@ def test_a_cell_with_its_own_attack_suite_has_its_own_folder(tmp_path):
     from dataclasses import replace
 
     from decobench.run.config import resolve
-    from decobench.run.runner import with_attacks
+    from decobench.run.identity import with_attacks
 
     cell = next(c for c in load_grid("trvg") if c.method == "ce" and c.setup == "A")
     assert cell.attacks and "pt" not in cell.attacks

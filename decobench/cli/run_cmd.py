@@ -76,7 +76,8 @@ def run(method, setup, track, regime, seed, profile, sensitive, attacks, base_na
     import torch
 
     from decobench.results.table import summary_table
-    from decobench.run.runner import Execution, run_benchmark
+    from decobench.run.identity import Execution
+    from decobench.run.runner import run_benchmark
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if setup is None and track != "cloak":

@@ -28,7 +28,7 @@ def _labels(cells) -> dict:
 
 def _state(cell, runs: Path) -> tuple[str, str]:
     """(state, why) of a grid cell under ``runs`` whatever it ran on: its folder with any where-tag (sd15, real
-    data, CUDA; runner.run_folder) holds a result the code at hand makes (done), one it would not (stale), or
+    data, CUDA; identity.run_folder) holds a result the code at hand makes (done), one it would not (stale), or
     none; then the last failure recorded for the cell, if any (failed), else not run."""
     from decobench.suite.run import cell_dir, stale, suite_dir
 

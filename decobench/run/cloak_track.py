@@ -87,8 +87,8 @@ def cloak_version(cls) -> str:
 def run_folder(out, method: str, cfg: CloakTrackConfig, params, seed: int, where: dict | None = None
                ) -> tuple[str, Path]:
     """(config hash, the run's folder): runs that differ in any setting (the attacks included), or in real data
-    or CUDA (``where``, see runner.where_of), never share a folder."""
-    from decobench.run.runner import where_tag
+    or CUDA (``where``, see identity.where_of), never share a folder."""
+    from decobench.run.identity import where_tag
 
     chash = config_hash({"cloak": cfg.model_dump(), "method": params.model_dump()})
     return chash, Path(out) / SETUP / method / f"{REGIME}-{cfg.profile}-{chash[:10]}{where_tag(where)}" / f"seed{seed}"
@@ -120,7 +120,7 @@ def run_cloak(method: str, seed: int = 0, profile: str = "embedded", out="runs",
     from decobench.results.build import comparability_key, commit, hardware, versions
     from decobench.results.schema import validate
     from decobench.run.cache import StageCache, file_lock
-    from decobench.run.runner import select_attacks
+    from decobench.run.identity import select_attacks
 
     t_all, seconds = time.time(), {}
     entry = methods.entry(method)

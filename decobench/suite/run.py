@@ -31,7 +31,7 @@ def cell_dir(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> Pat
     ``run_kwargs``: the suite's base model, data root and device, which name the folder where not the default."""
     from decobench.registry import methods
     from decobench.run.config import resolve
-    from decobench.run.runner import run_folder, with_attacks
+    from decobench.run.identity import run_folder, with_attacks
 
     where = cell_where(cell, run_kwargs)
     if cell.track == "cloak":
@@ -48,7 +48,7 @@ def cell_dir(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> Pat
 def cell_where(cell: Cell, run_kwargs: dict | None) -> dict:
     """The suite's base model, data root and device for this cell; without run kwargs the embedded default on
     CPU (a board or plan reading committed results on a machine with CUDA still finds them)."""
-    from decobench.run.runner import DEFAULT_WHERE, where_of
+    from decobench.run.identity import DEFAULT_WHERE, where_of
 
     if run_kwargs is None:
         return dict(DEFAULT_WHERE)
@@ -59,7 +59,7 @@ def cell_where(cell: Cell, run_kwargs: dict | None) -> dict:
 def cell_stem(cell: Cell, run_kwargs: dict | None = None) -> str:
     """The name of the cell's lock, log and failure record: its id, and the where-tag (a CUDA failure is not a
     CPU one)."""
-    from decobench.run.runner import where_tag
+    from decobench.run.identity import where_tag
 
     return cell.id + where_tag(cell_where(cell, run_kwargs))
 
@@ -82,7 +82,7 @@ def status(cell: Cell, out: str | Path, run_kwargs: dict | None = None) -> str:
 def stale(path: Path, where: dict | None = None) -> str | None:
     """Why a finished cell's result is not what the code at hand makes (None when it is): other method code
     (method_version), another attack version, a comparability key that does not recompute, or, given the cell's
-    ``where`` (runner.where_of), another device type (a CUDA result in a CPU cell's folder: folders made before
+    ``where`` (identity.where_of), another device type (a CUDA result in a CPU cell's folder: folders made before
     the where-tag)."""
     from decobench.registry import RegistryError, attacks
     from decobench.results.build import comparability_key
@@ -121,7 +121,7 @@ def _version_now(method: str, track: str) -> str:
     """The method_version the code loaded here gives a method on a track: once per process, not once per cell."""
     from decobench.registry import methods
     from decobench.run.cloak_track import cloak_version
-    from decobench.run.runner import method_version
+    from decobench.run.identity import method_version
 
     cls = methods.get(method)
     return cloak_version(cls) if track == "cloak" else method_version(cls, track)
