@@ -17,7 +17,7 @@ from pathlib import Path
 
 from decobench.results.aggregate import Cell, Group, groups
 from decobench.results.leaderboard import CELLS_NOTE, _chance, decimals, dp_label, fmt, na_reasons
-from decobench.results.pareto import MIN_SEEDS, Point, axes, tiers, unranked
+from decobench.results.pareto import MIN_SEEDS, NO_TIERS, Point, axes, by_tier, tiers, unranked
 
 SCRIPT = """
 document.querySelectorAll("table.board").forEach(function (table) {
@@ -152,13 +152,12 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
         out.append(f'<p class="apart">Not comparable with group {esc(g.incomparable_with)} (differs in '
                    f'{esc(", ".join(g.differs_in))}): neither averaged nor ranked with it.</p>')
     if points:
-        tiers_text = "; ".join(
-            f"tier {t}: " + ", ".join(esc(p.row.label) for p in sorted(points, key=lambda p: p.row.label)
-                                       if p.tier == t) for t in sorted({p.tier for p in points}))
+        tiers_text = "; ".join(f"tier {t}: " + ", ".join(esc(r.label) for r in rows)
+                               for t, rows in by_tier(points).items())
         out.append(f'<p class="note">Pareto tiers (a row dominates another only where their CIs separate): '
                    f'{tiers_text}.</p>')
     elif axes(g) and not unranked(g):
-        out.append('<p class="note">Pareto tiers: none yet (no row has all its declared seeds).</p>')
+        out.append(f'<p class="note">{NO_TIERS}</p>')
     if axes(g) and unranked(g):
         out.append(f'<p class="note">Not ranked (fewer than {MIN_SEEDS} seeds): '
                    f'{esc(", ".join(r.label for r in unranked(g)))}.</p>')

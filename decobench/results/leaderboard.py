@@ -15,7 +15,7 @@ from pathlib import Path
 
 from decobench.results.aggregate import Cell, Group, groups
 from decobench.results.build import comparability_key
-from decobench.results.pareto import MIN_SEEDS, axes, tiers, unranked
+from decobench.results.pareto import MIN_SEEDS, NO_TIERS, axes, by_tier, tiers, unranked
 from decobench.results.migrate import MIGRATIONS, migrate
 from decobench.results.schema import SCHEMA_VERSION
 
@@ -103,17 +103,14 @@ def render_group(g: Group) -> str:
     ax = axes(g)
     parts = [_heading(g)]
     if ax:
-        ranked = sorted(points.values(), key=lambda p: (p.tier, p.row.label))
-        by_tier = defaultdict(list)
-        for p in ranked:
-            by_tier[p.tier].append(p.row.label + dp_label(p.row.dp))
         left = unranked(g)
-        listed = "; ".join([f"tier {t}: {', '.join(v)}" for t, v in sorted(by_tier.items())]
+        listed = "; ".join([f"tier {t}: {', '.join(r.label + dp_label(r.dp) for r in rows)}"
+                            for t, rows in by_tier(list(points.values())).items()]
                            + ([f"not ranked (fewer than {MIN_SEEDS} seeds): " + ", ".join(r.label for r in left)]
                               if left else []))
         parts.append(f"Pareto tiers (privacy {ax[0]} ↓, utility mean of {', '.join(ax[1])} ↑; a row dominates "
                      f"another only where their CIs separate): {listed}.\n" if listed
-                     else "Pareto tiers: none yet (no row has all its declared seeds).\n")
+                     else NO_TIERS + "\n")
     cols = g.metrics
     some = g.specs
     arrows = {k: "↓" if some[k].direction == "lower_is_better" else "↑" for k in cols}

@@ -24,6 +24,17 @@ AXES = {"data": ("privacy_cls_{s}", "utility_cls_"), "model": ("privacy_probe_{s
 MIN_SEEDS = 3  # a row is ranked only over at least this many seeds (two give a t CI 12.7 s / √2 wide)
 
 
+NO_TIERS = "Pareto tiers: none yet (no row has all its declared seeds)."  # both renderers' line for no ranked row
+
+
+def by_tier(points: list[Point]) -> dict[int, list[Row]]:
+    """Each tier's rows, the tiers in order and the rows in a tier by label (a tie has no order of its own)."""
+    out: dict[int, list[Row]] = {}
+    for p in sorted(points, key=lambda p: (p.tier, p.row.label)):
+        out.setdefault(p.tier, []).append(p.row)
+    return out
+
+
 def unranked(group: Group) -> list[Row]:
     """Complete rows left out of the tiers: fewer than MIN_SEEDS declared seeds."""
     return [r for r in group.rows if r.complete and len(r.declared) < MIN_SEEDS]
