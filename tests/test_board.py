@@ -156,6 +156,22 @@ def test_pareto_tiers_separate_only_where_cis_do():
     assert "not ranked (fewer than 3 seeds): leaky, noisy, private, useful." in render(two, seeds=[0, 1])
 
 
+def test_a_complete_row_without_an_axis_value_is_named_not_ranked_with_why():
+    """Three seeds but one lacks the privacy value (the attack was left out): the row is shown, not ranked, and
+    both renderers say why instead of claiming no row has its seeds."""
+    from decobench.results.html import render_html
+
+    results = [_result("ce", s, 0.3, 0.3) for s in range(3)]
+    results[1]["evaluations"][0]["metrics"]["privacy_cls_race"].update(value=None, ci=None)
+    for r in results:
+        r["_path"] = str(ROOT / f"seed{r['seed']}" / "result.json")
+    assert tiers(_group(results)) == []
+    line = "not ranked (a seed lacks the privacy or utility value): ce."
+    table, page = render(results), render_html(results, ROOT)["index.html"]
+    assert line in table and "none yet" not in table
+    assert "Not ranked (a seed lacks the privacy or utility value): ce." in page and "none yet" not in page
+
+
 def test_the_tidy_table_loads_in_pandas_one_record_per_row_and_metric():
     results = [_result(m, s, 0.3, 0.3) for m in ("ce", "metric") for s in range(3)]
     df = pd.DataFrame(tidy(groups(results)))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from decobench.results.aggregate import Cell, Group, groups
 from decobench.results.leaderboard import CELLS_NOTE, _chance, decimals, dp_label, fmt, na_reasons
-from decobench.results.pareto import MIN_SEEDS, NO_TIERS, Point, axes, by_tier, tiers, unranked
+from decobench.results.pareto import NO_TIERS, Point, axes, by_tier, tiers, unranked
 
 SCRIPT = """
 document.querySelectorAll("table.board").forEach(function (table) {
@@ -158,9 +158,8 @@ def _group_html(g: Group, board_dir: Path, svg_name: str | None, points: list[Po
                    f'{tiers_text}.</p>')
     elif axes(g) and not unranked(g):
         out.append(f'<p class="note">{NO_TIERS}</p>')
-    if axes(g) and unranked(g):
-        out.append(f'<p class="note">Not ranked (fewer than {MIN_SEEDS} seeds): '
-                   f'{esc(", ".join(r.label for r in unranked(g)))}.</p>')
+    for why, rows in unranked(g).items():
+        out.append(f'<p class="note">Not ranked ({esc(why)}): {esc(", ".join(r.label for r in rows))}.</p>')
     if svg_name:
         out.append(f'<img src="{esc(svg_name)}" alt="Pareto plot: privacy against utility with CIs" width="500">')
     cols = g.metrics

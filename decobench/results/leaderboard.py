@@ -15,7 +15,7 @@ from pathlib import Path
 
 from decobench.results.aggregate import Cell, Group, groups
 from decobench.results.build import comparability_key
-from decobench.results.pareto import MIN_SEEDS, NO_TIERS, axes, by_tier, tiers, unranked
+from decobench.results.pareto import NO_TIERS, axes, by_tier, tiers, unranked
 from decobench.results.migrate import MIGRATIONS, migrate
 from decobench.results.schema import SCHEMA_VERSION
 
@@ -103,11 +103,10 @@ def render_group(g: Group) -> str:
     ax = axes(g)
     parts = [_heading(g)]
     if ax:
-        left = unranked(g)
         listed = "; ".join([f"tier {t}: {', '.join(r.label + dp_label(r.dp) for r in rows)}"
                             for t, rows in by_tier(list(points.values())).items()]
-                           + ([f"not ranked (fewer than {MIN_SEEDS} seeds): " + ", ".join(r.label for r in left)]
-                              if left else []))
+                           + [f"not ranked ({why}): " + ", ".join(r.label for r in rows)
+                              for why, rows in unranked(g).items()])
         parts.append(f"Pareto tiers (privacy {ax[0]} ↓, utility mean of {', '.join(ax[1])} ↑; a row dominates "
                      f"another only where their CIs separate): {listed}.\n" if listed
                      else NO_TIERS + "\n")

@@ -35,9 +35,17 @@ def by_tier(points: list[Point]) -> dict[int, list[Row]]:
     return out
 
 
-def unranked(group: Group) -> list[Row]:
-    """Complete rows left out of the tiers: fewer than MIN_SEEDS declared seeds."""
-    return [r for r in group.rows if r.complete and len(r.declared) < MIN_SEEDS]
+def unranked(group: Group) -> dict[str, list[Row]]:
+    """Complete rows left out of the tiers, by why: fewer than MIN_SEEDS declared seeds, or a seed without a
+    value on one of the group's axes (a rerun without the attack the axis reads). Empty without axes."""
+    ax = axes(group)
+    out: dict[str, list[Row]] = {}
+    for row in (r for r in group.rows if r.complete and ax):
+        why = (f"fewer than {MIN_SEEDS} seeds" if len(row.declared) < MIN_SEEDS
+               else None if _axis_values(row, group, ax) else "a seed lacks the privacy or utility value")
+        if why:
+            out.setdefault(why, []).append(row)
+    return out
 
 
 @dataclass
@@ -71,6 +79,11 @@ def _per_seed(row: Row, dataset: str, names: list[str]) -> list[float] | None:
     return out
 
 
+def _axis_values(row: Row, group: Group, ax: tuple[str, list[str]]) -> tuple[list[float], list[float]] | None:
+    p, u = _per_seed(row, group.dataset, [ax[0]]), _per_seed(row, group.dataset, ax[1])
+    return (p, u) if p and u else None
+
+
 def _better(a, b, lower: bool) -> bool:
     """a better than b: CIs separate (point values when either has no CI)."""
     if a[1] is None or b[1] is None:
@@ -90,14 +103,13 @@ def tiers(group: Group) -> list[Point]:
     ax = axes(group)
     if ax is None:
         return []
-    privacy, utility = ax
     points = []
     for row in group.rows:
         if not row.complete or len(row.declared) < MIN_SEEDS:  # no CI worth ranking by: not ranked
             continue
-        p, u = _per_seed(row, group.dataset, [privacy]), _per_seed(row, group.dataset, utility)
-        if p and u:
-            points.append(Point(row, seed_interval(p), seed_interval(u)))
+        values = _axis_values(row, group, ax)
+        if values:
+            points.append(Point(row, seed_interval(values[0]), seed_interval(values[1])))
     left, tier = list(points), 1
     while left:
         front = [a for a in left if not any(dominates(b, a) for b in left if b is not a)]
