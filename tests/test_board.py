@@ -65,6 +65,20 @@ def test_the_chance_mark_widens_the_seed_ci_by_the_examples_ci():
     assert rank1.mean - 0.008 < rank1.chance and not rank1.includes_chance  # a symmetric 0.008 would have held it
 
 
+def test_a_privacy_cell_wholly_below_chance_is_marked_as_a_miscalibrated_attack_not_privacy():
+    """An adversary trained on one label mix and scored on another can read below chance (ce_dp's PT on
+    setup B): ‡ in the table and the CSV, and not the ° of a cell at chance."""
+    rs = [_result("ce", s, cls, 0.3) for s, cls in enumerate((0.140, 0.145, 0.150))]  # example CIs ± 0.02
+    cell = _group(rs).rows[0].cells["privacy_cls_race"]
+    assert cell.below_chance and not cell.includes_chance
+    assert "| ce | 1 | 0,1,2 | 14.50 ± 1.24 ‡ |" in render(rs)
+    csv = pd.DataFrame(tidy(groups(rs))).query("row == 'ce' and metric == 'privacy_cls_race'")
+    assert csv["ci_below_chance"].tolist() == [True]
+    near = [_result("ce", s, cls, 0.3) for s, cls in enumerate((0.175, 0.180, 0.185))]  # the examples' CI reaches 0.2
+    assert not _group(near).rows[0].cells["privacy_cls_race"].below_chance
+    assert not _group([_result("ce", s, 0.3, 0.3) for s in range(3)]).rows[0].cells["privacy_cls_race"].below_chance
+
+
 def test_cells_print_the_digits_their_ci_needs_and_n_a_cells_say_why():
     from decobench.results.html import render_html
     from decobench.results.leaderboard import decimals

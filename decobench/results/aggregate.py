@@ -72,6 +72,7 @@ class Cell:
     chance: float | None = None
     majority: float | None = None
     includes_chance: bool = False               # the CI (seeds, widened by examples) holds chance or majority
+    below_chance: bool = False                  # a lower-is-better cell whose whole widened CI lies below chance
     percent: bool = False                       # accuracies and rates print in %
     headline: bool = True
     note: str | None = None                     # why a cell is n/a (the attack's own words)
@@ -93,10 +94,14 @@ class Cell:
         low, up = _example_sides(records)
         if lo is not None:  # seeds and test examples both vary the figure: their widths add in quadrature, each
             half = (hi - lo) / 2  # side by its own (a rate near 0 has a short lower side)
-            includes = any(mean - float(np.hypot(half, low)) <= r <= mean + float(np.hypot(half, up)) for r in refs)
+            bottom, top = mean - float(np.hypot(half, low)), mean + float(np.hypot(half, up))
+            includes = any(bottom <= r <= top for r in refs)
         else:  # one seed: the attack's own CI decides, as it says
             includes = bool(m0.get("ci_includes_chance") or m0.get("ci_includes_majority"))
-        return Cell(n=len(vals), mean=mean, lo=lo, hi=hi, includes_chance=includes, example_half_width=example,
+            top = m0["ci"][1] if m0.get("ci") else mean
+        below = base["direction"] == "lower_is_better" and base["chance"] is not None and top < base["chance"]
+        return Cell(n=len(vals), mean=mean, lo=lo, hi=hi, includes_chance=includes, below_chance=below,
+                    example_half_width=example,
                     example_sides=(low, up) if example is not None else None, **base)
 
 
@@ -268,6 +273,7 @@ def tidy(gs: list[Group]) -> list[dict]:
                                 "example_ci_above": (cell.example_sides or (None, None))[1],  # the ° rule again
                                 "chance": cell.chance,
                                 "majority": cell.majority, "ci_includes_chance": cell.includes_chance,
+                                "ci_below_chance": cell.below_chance,
                                 "epsilon": (row.dp or {}).get("epsilon"), "delta": (row.dp or {}).get("delta"),
                                 "note": cell.note})  # why an n/a cell (no mean) has none
     return out

@@ -130,6 +130,9 @@ def _tip(cell: Cell, seeds: list[int]) -> str:
         parts.append(f"majority {k * cell.majority:.2f}")
     if cell.includes_chance:
         parts.append("the CI (seeds, widened by examples) holds chance or the majority rate")
+    if cell.below_chance:
+        parts.append("the whole CI (seeds, widened by examples) lies below chance: a mis-calibrated attack, not "
+                     "extra privacy")
     return "; ".join(parts)
 
 

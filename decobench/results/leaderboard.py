@@ -48,7 +48,8 @@ def decimals(half: float | None) -> int:
 
 
 def fmt(cell: Cell) -> str:
-    """mean ± CI half-width over seeds, in % for accuracies and rates; ° when the CI holds chance."""
+    """mean ± CI half-width over seeds, in % for accuracies and rates; ° when the CI holds chance, ‡ when a
+    lower-is-better cell's whole CI lies below it."""
     if cell.mean is None:
         return "n/a"
     k = 100 if cell.percent else 1
@@ -58,7 +59,7 @@ def fmt(cell: Cell) -> str:
     if half is not None:
         out += f" ± {half:.{d}f}"
     lower_privacy = cell.direction == "lower_is_better" and (cell.chance is not None or cell.majority is not None)
-    return out + (" °" if lower_privacy and cell.includes_chance else "")
+    return out + (" °" if lower_privacy and cell.includes_chance else " ‡" if cell.below_chance else "")
 
 
 def _chance(cell: Cell | None) -> str:
@@ -139,7 +140,9 @@ def render_group(g: Group) -> str:
 
 CELLS_NOTE = ("Cells: mean ± half-width of the 95 % CI over seeds (Student t, n − 1 df); ° = the CI holds chance "
               "(or the majority rate, for accuracies), each side widened by the attack's own CI over examples on that "
-              "side where it gives one (√(h_seeds² + h_examples²)): the attack does no better than guessing there. "
+              "side where it gives one (√(h_seeds² + h_examples²)): the attack does no better than guessing there; ‡ = the "
+              "whole widened CI lies below chance: the attack is systematically wrong on this data (it learned a "
+              "different label mix or domain), a mis-calibrated attack, not extra privacy. "
               "Accuracies and rates in %. KID × 1000.")
 
 
