@@ -72,7 +72,7 @@ class Cell:
     chance: float | None = None
     majority: float | None = None
     includes_chance: bool = False               # the CI (seeds, widened by examples) holds chance or majority
-    below_chance: bool = False                  # a lower-is-better cell whose whole widened CI lies below chance
+    below_chance: bool = False                  # a privacy attack's cell whose whole widened CI lies below chance
     percent: bool = False                       # accuracies and rates print in %
     headline: bool = True
     note: str | None = None                     # why a cell is n/a (the attack's own words)
@@ -99,7 +99,8 @@ class Cell:
         else:  # one seed: the attack's own CI decides, as it says
             includes = bool(m0.get("ci_includes_chance") or m0.get("ci_includes_majority"))
             top = m0["ci"][1] if m0.get("ci") else mean
-        below = base["direction"] == "lower_is_better" and base["chance"] is not None and top < base["chance"]
+        below = (name.startswith("privacy_") and base["direction"] == "lower_is_better"  # an attack worse than
+                 and base["chance"] is not None and top < base["chance"])  # guessing (an error below chance is good)
         return Cell(n=len(vals), mean=mean, lo=lo, hi=hi, includes_chance=includes, below_chance=below,
                     example_half_width=example,
                     example_sides=(low, up) if example is not None else None, **base)

@@ -49,7 +49,7 @@ def decimals(half: float | None) -> int:
 
 def fmt(cell: Cell) -> str:
     """mean ± CI half-width over seeds, in % for accuracies and rates; ° when the CI holds chance, ‡ when a
-    lower-is-better cell's whole CI lies below it."""
+    privacy attack's whole CI lies below it."""
     if cell.mean is None:
         return "n/a"
     k = 100 if cell.percent else 1
