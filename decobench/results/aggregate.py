@@ -92,13 +92,13 @@ class Cell:
         example = float(np.mean(halves)) if len(halves) == len(records) else None
         refs = [r for r in (base["chance"], base["majority"] if is_accuracy(m0) else None) if r is not None]
         low, up = _example_sides(records)
-        if lo is not None:  # seeds and test examples both vary the figure: their widths add in quadrature, each
-            half = (hi - lo) / 2  # side by its own (a rate near 0 has a short lower side)
-            bottom, top = mean - float(np.hypot(half, low)), mean + float(np.hypot(half, up))
+        half = 0.0 if lo is None else (hi - lo) / 2  # seeds and test examples both vary the figure: their widths
+        bottom = mean - float(np.hypot(half, low))  # add in quadrature, each side by its own (a rate near 0 has a
+        top = mean + float(np.hypot(half, up))      # short lower side); one seed: the attack's own CI
+        if lo is not None:
             includes = any(bottom <= r <= top for r in refs)
         else:  # one seed: the attack's own CI decides, as it says
             includes = bool(m0.get("ci_includes_chance") or m0.get("ci_includes_majority"))
-            top = m0["ci"][1] if m0.get("ci") else mean
         below = (name.startswith("privacy_") and base["direction"] == "lower_is_better"  # an attack worse than
                  and base["chance"] is not None and top < base["chance"])  # guessing (an error below chance is good)
         return Cell(n=len(vals), mean=mean, lo=lo, hi=hi, includes_chance=includes, below_chance=below,
