@@ -82,6 +82,25 @@ def test_a_privacy_cell_wholly_below_chance_is_marked_as_a_miscalibrated_attack_
     assert not _group(rs).rows[0].cells["utility_err"].below_chance
 
 
+def test_an_error_metric_is_marked_unless_its_whole_ci_lies_below_its_constant_prediction_error():
+    """DPLH's landmark head at 0.0216 against 0.0174 for predicting Test's mean is worse than ignoring the image:
+    °, as one at that error is; a head whose whole CI is below it is not marked, and neither is ever ‡."""
+    def err(values, half=0.0005, chance=0.0174):
+        rs = [_result("dplh", s, 0.3, 0.3) for s in range(3)]
+        for r, v in zip(rs, values):
+            r["evaluations"][0]["metrics"]["dplh_landmarks_mse"] = {
+                "value": v, "direction": "lower_is_better", "chance": chance, "ci": [v - half, v + half], "n": 500}
+        return rs, _group(rs).rows[0].cells["dplh_landmarks_mse"]
+    worse, cell = err((0.0210, 0.0216, 0.0222))
+    assert cell.includes_chance and not cell.below_chance
+    assert "21.60 ± 0.0015 °" not in render(worse) and "| 0.0216 ± 0.0015 ° |" in render(worse)
+    assert "| 0.017 |" in render(worse).replace(" / ", "|")  # its chance printed with the digits it needs
+    assert err((0.0170, 0.0174, 0.0178))[1].includes_chance
+    better = err((0.0120, 0.0125, 0.0130))[1]
+    assert not better.includes_chance and not better.below_chance
+    assert not err((0.0210, 0.0216, 0.0222), chance=None)[1].includes_chance  # no chance level: nothing to mark
+
+
 def test_cells_print_the_digits_their_ci_needs_and_n_a_cells_say_why():
     from decobench.results.html import render_html
     from decobench.results.leaderboard import decimals

@@ -3,6 +3,7 @@ whole model trains privately with exact per-example gradients, the sigma_i move,
 geometric labels right, and the model track builds DPLH's training set (landmarks, pose, non-face patches)."""
 
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -137,6 +138,12 @@ def test_task_metrics_score_dplh_own_heads_with_cis():
     for k in ("dplh_landmarks_mse", "dplh_pose_mae_deg"):
         assert m[k]["direction"] == "lower_is_better" and m[k]["ci"][0] <= m[k]["value"] <= m[k]["ci"][1]
         assert m[k]["n"] == int(val.labels["face"].sum()) and "predicting Test's mean" in m[k]["note"]
+    # chance is the error of the constant prediction: Test's mean landmarks, its median pose
+    face = val.labels["face"].bool()
+    lm, pose = val.labels["landmarks"][face], val.labels["pose"][face]
+    assert m["dplh_landmarks_mse"]["chance"] == pytest.approx(float(((lm - lm.mean(0)) ** 2).mean()), rel=1e-5)
+    mae = float((pose - pose.median(0).values).abs().mean() * 180 / math.pi)
+    assert m["dplh_pose_mae_deg"]["chance"] == pytest.approx(mae, rel=1e-5)
 
 
 def test_secure_rng_and_sgd_are_recorded_and_secure_runs_differ():

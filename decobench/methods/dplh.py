@@ -107,7 +107,8 @@ class DPLH(DecouplingMethod):
                      seed: int = 0) -> dict[str, dict]:
         """Detection accuracy (Test faces and held-out non-face patches, the training ratio), landmark MSE (units of the
         [-1, 1] image) and pose MAE in degrees on the faces, each with a bootstrap CI; the regression
-        metrics carry the error of predicting Test's mean (a model that ignores the image) in their note."""
+        metrics take the error of predicting Test's mean (landmarks) or median (pose), a model that ignores the
+        image, as their chance: a head is no better than that unless its whole CI lies below it."""
         heads = self.generator["heads"]
         features = features.to(next(heads.parameters()).device)
         labels = {k: v.to(features.device) for k, v in labels.items()}
@@ -122,7 +123,8 @@ class DPLH(DecouplingMethod):
             err = ((pred - y) ** 2).mean(1) if name.endswith("mse") else (pred - y).abs().mean(1) * scale
             const = ((y - y.mean(0)) ** 2).mean(1) if name.endswith("mse") else (y - y.median(0).values).abs().mean(1) * scale
             e = err.cpu().numpy().astype(np.float64)
-            out[name] = {"value": float(e.mean()), "direction": LOWER, "chance": None, "n": int(len(e)),
-                         "ci": bootstrap_ci(lambda i: e[i].mean(), len(e), resamples, seed),
-                         "note": f"{unit}; predicting Test's mean/median: {float(const.mean()):.4f}"}
+            chance, ci = float(const.mean()), bootstrap_ci(lambda i: e[i].mean(), len(e), resamples, seed)
+            out[name] = {"value": float(e.mean()), "direction": LOWER, "chance": chance, "n": int(len(e)), "ci": ci,
+                         "ci_includes_chance": ci[0] <= chance <= ci[1],
+                         "note": f"{unit}; chance: predicting Test's mean/median, {chance:.4f}"}
         return out

@@ -11,7 +11,8 @@ mean over the row's declared seeds with a 95 % confidence interval over seeds.
   rate, and whether the CI includes chance (or the majority rate, for accuracies). For that mark the seed
   CI is widened on each side by the examples' CI on that side (√(h_seeds² + h_examples²)): seeds share one
   Test set, so the seed CI alone misses the sampling of the examples (three seeds at 0.52 ± 0.01 whose own
-  CIs each hold 0.50 are not evidence of a leak), and a rate near 0 has a short lower side.
+  CIs each hold 0.50 are not evidence of a leak), and a rate near 0 has a short lower side. A utility error
+  with a chance level (the error of a constant prediction) is marked when its widened CI reaches that error.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, floa
     return mean, mean - half, mean + half
 
 
+def is_error(name: str, spec: dict) -> bool:
+    """A utility error with a chance level (DPLH's landmark and pose heads: the error of a constant prediction),
+    not an attack: lower is better, and it is no better than guessing unless its whole CI lies below chance."""
+    return not name.startswith("privacy_") and spec["direction"] == "lower_is_better" and spec["chance"] is not None
+
+
 @dataclass
 class Cell:
     metric: str
@@ -95,7 +102,9 @@ class Cell:
         half = 0.0 if lo is None else (hi - lo) / 2  # seeds and test examples both vary the figure: their widths
         bottom = mean - float(np.hypot(half, low))  # add in quadrature, each side by its own (a rate near 0 has a
         top = mean + float(np.hypot(half, up))      # short lower side); one seed: the attack's own CI
-        if lo is not None:
+        if is_error(name, base):  # a head's error: no better than a constant prediction unless wholly below it
+            includes = top >= base["chance"]
+        elif lo is not None:
             includes = any(bottom <= r <= top for r in refs)
         else:  # one seed: the attack's own CI decides, as it says
             includes = bool(m0.get("ci_includes_chance") or m0.get("ci_includes_majority"))

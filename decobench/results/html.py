@@ -15,8 +15,8 @@ import io
 import os
 from pathlib import Path
 
-from decobench.results.aggregate import Cell, Group, groups
-from decobench.results.leaderboard import CELLS_NOTE, _chance, decimals, dp_label, fmt, na_reasons
+from decobench.results.aggregate import Cell, Group, groups, is_error
+from decobench.results.leaderboard import CELLS_NOTE, _chance, decimals, dp_label, fmt, na_reasons, ref
 from decobench.results.pareto import NO_TIERS, Point, axes, by_tier, tiers, unranked
 
 SCRIPT = """
@@ -125,10 +125,12 @@ def _tip(cell: Cell, seeds: list[int]) -> str:
         parts.append(f"the attack's own 95 % CI over examples: ± {k * cell.example_half_width:.{d}f} (mean over "
                      f"seeds)")
     if cell.chance is not None:
-        parts.append(f"chance {k * cell.chance:.2f}")
+        parts.append(f"chance {ref(k * cell.chance)}")
     if cell.majority is not None:
-        parts.append(f"majority {k * cell.majority:.2f}")
-    if cell.includes_chance:
+        parts.append(f"majority {ref(k * cell.majority)}")
+    if cell.includes_chance and is_error(cell.metric, {"direction": cell.direction, "chance": cell.chance}):
+        parts.append("the CI (seeds, widened by examples) reaches chance, the error of a constant prediction")
+    elif cell.includes_chance:
         parts.append("the CI (seeds, widened by examples) holds chance or the majority rate")
     if cell.below_chance:
         parts.append("the whole CI (seeds, widened by examples) lies below chance: a mis-calibrated attack, not "

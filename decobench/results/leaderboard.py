@@ -68,8 +68,14 @@ def _chance(cell: Cell | None) -> str:
     if cell is None or cell.mean is None or (cell.chance is None and cell.majority is None):
         return "—"
     k = 100 if cell.percent else 1
-    ch = "—" if cell.chance is None else f"{k * cell.chance:.2f}"
-    return ch + ("" if cell.majority is None else f" / {k * cell.majority:.2f}")
+    ch = "—" if cell.chance is None else ref(k * cell.chance)
+    return ch + ("" if cell.majority is None else f" / {ref(k * cell.majority)}")
+
+
+def ref(x: float) -> str:
+    """A chance or majority level: two decimals, or two significant figures below 0.1 (an MSE of 0.0174 is not
+    0.02)."""
+    return f"{x:.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:.2g}"
 
 
 def dp_label(dp: dict | None) -> str:
@@ -142,7 +148,9 @@ CELLS_NOTE = ("Cells: mean ± half-width of the 95 % CI over seeds (Student t, n
               "(or the majority rate, for accuracies), each side widened by the attack's own CI over examples on that "
               "side where it gives one (√(h_seeds² + h_examples²)): the attack does no better than guessing there; ‡ = the "
               "whole widened CI lies below chance: the attack is systematically wrong on this data (it learned a "
-              "different label mix or domain), a mis-calibrated attack, not extra privacy. "
+              "different label mix or domain), a mis-calibrated attack, not extra privacy. For an error (↓, not an attack) "
+              "with a chance level, ° = the widened CI reaches the error of a constant prediction: the head does no "
+              "better than ignoring its input. "
               "Accuracies and rates in %. KID × 1000.")
 
 
