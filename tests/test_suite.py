@@ -178,6 +178,21 @@ def test_a_cell_another_worker_failed_meanwhile_is_not_run_again(tmp_path):
     assert result["out"].failed == {cells[0].id: "ValueError: the other worker's failure"}
 
 
+def test_no_wait_leaves_a_cell_another_worker_holds_and_returns(tmp_path):
+    """--no-wait: the free cells run, the locked one is left to its worker (reported, not run, not failed), and
+    the call returns while that worker still holds it; without it the same call would block on the lock."""
+    from decobench.suite.run import claim
+
+    cells = load_grid("quick")
+    calls = []
+    with claim(cells[0], tmp_path, wait=True):
+        out = run_suite(cells, tmp_path, runner=fake_runner(calls), progress=False, wait=False)
+        assert out.left == [cells[0].id] and not out.failed and sorted(out.ran) == sorted(c.id for c in cells[1:])
+        assert cells[0].id not in calls and status(cells[0], tmp_path) == "todo"
+    out = run_suite(cells, tmp_path, runner=fake_runner(calls), progress=False, wait=False)  # freed: it runs
+    assert out.ran == [cells[0].id] and not out.left
+
+
 WORKER = """
 import json, sys, time
 from pathlib import Path

@@ -96,7 +96,10 @@ def plan(preset, grid_file, shard, out, base_name, base_path, data_root, device,
 @click.option("--board", default=None, type=click.Path(file_okay=False),
               help="when every cell is done, write the board here: NAME.md tables, NAME.csv, index.html and its "
                    "plots (NAME: the preset, or the grid file's stem)")
-def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, device, board):
+@click.option("--no-wait", "no_wait", is_flag=True,
+              help="exit once no free cell is left instead of waiting for the cells other workers hold (to chain "
+                   "grids in one worker; a cell whose worker dies is then left to a later run)")
+def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, device, board, no_wait):
     """Run the cells of the grid (this shard's) that are not done yet; a failed cell is recorded and the rest go
     on; exit 1 when a cell failed."""
     from pathlib import Path
@@ -105,8 +108,9 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
 
     cells, mine = _cells(preset, grid_file, shard)
     kw = _run_kwargs(base_name, base_path, data_root, device)
-    outcome = run_suite(mine, out, kw, echo=click.echo)
-    click.echo(f"suite: ran {len(outcome.ran)}, {len(outcome.skipped)} done before, {len(outcome.failed)} failed")
+    outcome = run_suite(mine, out, kw, echo=click.echo, wait=not no_wait)
+    click.echo(f"suite: ran {len(outcome.ran)}, {len(outcome.skipped)} done before, {len(outcome.failed)} failed"
+               + (f", {len(outcome.left)} left to the workers running them" if outcome.left else ""))
     from decobench.suite.run import cell_stem
 
     by_id = {c.id: c for c in mine}

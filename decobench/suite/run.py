@@ -5,7 +5,8 @@
   and every shard that needs them; the stage cache's file locks make a shared stage be computed once
   while the others wait for it (:mod:`decobench.run.cache`).
 * Each cell is claimed with a non-blocking file lock (``<out>/.suite/locks``): a second worker on the
-  same grid moves on to the next free cell and comes back to the busy ones at the end, so N plain
+  same grid moves on to the next free cell and comes back to the busy ones at the end (waiting for them, so a
+  cell whose worker dies is redone; ``--no-wait`` leaves them to their workers), so N plain
   ``decobench suite run`` processes, or N shards, never compute one cell twice.
 * A failing cell does not stop the suite: its error lands in ``<out>/.suite/failed/<cell>.json``
   (what the board reports as "failed") and its full log in ``<out>/.suite/logs/<cell>.log``.
@@ -198,6 +199,7 @@ class Outcome:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)      # done before this invocation
     failed: dict[str, str] = field(default_factory=dict)  # cell id -> error line
+    left: list[str] = field(default_factory=list)         # busy with another worker, not waited for (no_wait)
 
 
 def run_cell(cell: Cell, out, run_kwargs: dict, log) -> None:
@@ -210,8 +212,10 @@ def run_cell(cell: Cell, out, run_kwargs: dict, log) -> None:
 
 
 def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None, echo=print,
-              runner=None, progress: bool = True) -> Outcome:
-    """Run every cell not yet done (see the module doc); returns what ran, what was done, what failed."""
+              runner=None, progress: bool = True, wait: bool = True) -> Outcome:
+    """Run every cell not yet done (see the module doc); returns what ran, what was done, what failed.
+    ``wait=False``: leave the cells another worker holds to it and return once no free cell remains (a worker
+    that moves on to another grid, or a job array's job), instead of waiting to redo one its worker dies in."""
     from tqdm.auto import tqdm
 
     # no run kwargs: the embedded default on CPU, as status() reads it
@@ -270,7 +274,10 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
         bar.update(0 if cell in busy else 1)
         bar.set_postfix_str(_hms(estimate.left([c for c in todo[k + 1:]])))
     for cell in busy:  # wait for the other worker; redo the cell only if it did not finish it
-        attempt(cell, wait=True)
+        if wait:
+            attempt(cell, wait=True)
+        elif not attempt(cell, wait=False):  # still busy: its worker has it
+            outcome.left.append(cell.id)
         bar.update(1)
     bar.close()
     return outcome
