@@ -193,6 +193,34 @@ def test_no_wait_leaves_a_cell_another_worker_holds_and_returns(tmp_path):
     assert out.ran == [cells[0].id] and not out.left
 
 
+def test_time_limit_starts_no_cell_the_finished_ones_say_would_not_end_in_time(tmp_path, capsys):
+    """--time-limit: with cells of the kind timed at 2 s, 1 s left starts none (reported, not failed); 1000 s
+    runs them all. A bad duration is one error line and exit 2."""
+    cells = load_grid("quick")
+    calls = []
+    run_suite(cells[:1], tmp_path, runner=fake_runner(calls), progress=False)  # its result says 2.0 s
+    out = run_suite(cells, tmp_path, runner=fake_runner(calls), progress=False, time_limit=1.0)
+    assert out.not_started == [c.id for c in cells[1:]] and not out.ran and not out.failed and len(calls) == 1
+    out = run_suite(cells, tmp_path, runner=fake_runner(calls), progress=False, time_limit=1000.0)
+    assert sorted(out.ran) == sorted(c.id for c in cells[1:]) and not out.not_started
+    assert main(["suite", "run", "--preset", "quick", "--out", str(tmp_path), "--time-limit", "2h30"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--time-limit '2h30' is not a duration" in err
+
+
+def test_the_estimate_times_a_cell_by_its_setup_and_regime_before_its_method():
+    """A setup-C cell trains on and scores two worlds: its estimate comes from C cells, not from A's."""
+    from decobench.suite.run import Estimate
+
+    cells = [c for c in load_grid("embedded") if c.track == "data" and c.method == "baseline" and c.regime == "G"]
+    a, c = next(x for x in cells if x.setup == "A"), next(x for x in cells if x.setup == "C")
+    b = next(x for x in cells if x.setup == "B")
+    est = Estimate()
+    est.add(a, 1000.0)
+    est.add(c, 2000.0)
+    assert est.of(c) == 2000.0 and est.of(a) == 1000.0 and est.of(b) == 1500.0  # B untimed: the method's mean
+
+
 WORKER = """
 import json, sys, time
 from pathlib import Path

@@ -34,6 +34,24 @@ def _run_kwargs(base_name, base_path, data_root, device) -> dict:
     return {"base_name": base_name, "base_path": base_path, "data_root": data_root, "device": device}
 
 
+def parse_duration(text: str) -> float:
+    """Seconds from 5400, 90m, 2h30m or 1h15m30s; a clear error otherwise."""
+    import re
+
+    from decobench.run.config import ConfigError
+
+    t = (text or "").strip().lower()
+    m = re.fullmatch(r"(\d+)", t) or re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", t)
+    if not t or not m:
+        raise ConfigError(f"--time-limit {text!r} is not a duration: give seconds (5400) or hours, minutes and "
+                          f"seconds (2h30m, 90m, 1h15m30s)")
+    parts = [int(g) if g else 0 for g in m.groups()]
+    seconds = parts[0] if len(parts) == 1 else parts[0] * 3600 + parts[1] * 60 + parts[2]
+    if seconds <= 0:
+        raise ConfigError(f"--time-limit {text!r}: the time limit must be positive")
+    return float(seconds)
+
+
 def grid_options(f):
     for opt in reversed(GRID_OPTIONS):
         f = opt(f)
@@ -99,7 +117,10 @@ def plan(preset, grid_file, shard, out, base_name, base_path, data_root, device,
 @click.option("--no-wait", "no_wait", is_flag=True,
               help="exit once no free cell is left instead of waiting for the cells other workers hold (to chain "
                    "grids in one worker; a cell whose worker dies is then left to a later run)")
-def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, device, board, no_wait):
+@click.option("--time-limit", "time_limit", default=None, metavar="DURATION",
+              help="the wall time this worker has (a job's limit), e.g. 2h30m, 90m or 5400: it starts no cell that "
+                   "cells of its kind already finished say would not end in the time left, and waits for none")
+def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, device, board, no_wait, time_limit):
     """Run the cells of the grid (this shard's) that are not done yet; a failed cell is recorded and the rest go
     on; exit 1 when a cell failed."""
     from pathlib import Path
@@ -108,9 +129,12 @@ def run_cmd(preset, grid_file, shard, out, base_name, base_path, data_root, devi
 
     cells, mine = _cells(preset, grid_file, shard)
     kw = _run_kwargs(base_name, base_path, data_root, device)
-    outcome = run_suite(mine, out, kw, echo=click.echo, wait=not no_wait)
+    limit = None if time_limit is None else parse_duration(time_limit)
+    outcome = run_suite(mine, out, kw, echo=click.echo, wait=not no_wait, time_limit=limit)
     click.echo(f"suite: ran {len(outcome.ran)}, {len(outcome.skipped)} done before, {len(outcome.failed)} failed"
-               + (f", {len(outcome.left)} left to the workers running them" if outcome.left else ""))
+               + (f", {len(outcome.left)} left to the workers running them" if outcome.left else "")
+               + (f", {len(outcome.not_started)} not started (would not finish within --time-limit)"
+                  if outcome.not_started else ""))
     from decobench.suite.run import cell_stem
 
     by_id = {c.id: c for c in mine}

@@ -147,17 +147,23 @@ def claim(cell: Cell, out: str | Path, wait: bool, run_kwargs: dict | None = Non
 
 @dataclass
 class Estimate:
-    """Seconds per cell from finished cells (their result.json's total time), by track and method, then by
-    track, then overall: the suite's ETA sums it over the cells left."""
+    """Seconds per cell from finished cells (their result.json's total time), by track, method, setup and
+    regime (a setup-C cell trains on and scores two worlds), then by track and method, then by track, then
+    overall: the suite's ETA sums it over the cells left."""
 
     seconds: dict[tuple, list[float]] = field(default_factory=dict)
 
+    @staticmethod
+    def _keys(cell: Cell) -> tuple[tuple, ...]:
+        t = (cell.track, cell.profile)
+        return (t + (cell.method, cell.setup, cell.regime), t + (cell.method,), t, ())
+
     def add(self, cell: Cell, s: float) -> None:
-        for key in ((cell.track, cell.profile, cell.method), (cell.track, cell.profile), ()):
+        for key in self._keys(cell):
             self.seconds.setdefault(key, []).append(s)
 
     def of(self, cell: Cell) -> float | None:
-        for key in ((cell.track, cell.profile, cell.method), (cell.track, cell.profile), ()):
+        for key in self._keys(cell):
             if self.seconds.get(key):
                 return sum(self.seconds[key]) / len(self.seconds[key])
         return None
@@ -200,6 +206,7 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)      # done before this invocation
     failed: dict[str, str] = field(default_factory=dict)  # cell id -> error line
     left: list[str] = field(default_factory=list)         # busy with another worker, not waited for (no_wait)
+    not_started: list[str] = field(default_factory=list)  # would not finish within the time limit
 
 
 def run_cell(cell: Cell, out, run_kwargs: dict, log) -> None:
@@ -212,10 +219,13 @@ def run_cell(cell: Cell, out, run_kwargs: dict, log) -> None:
 
 
 def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None, echo=print,
-              runner=None, progress: bool = True, wait: bool = True) -> Outcome:
+              runner=None, progress: bool = True, wait: bool = True, time_limit: float | None = None) -> Outcome:
     """Run every cell not yet done (see the module doc); returns what ran, what was done, what failed.
     ``wait=False``: leave the cells another worker holds to it and return once no free cell remains (a worker
-    that moves on to another grid, or a job array's job), instead of waiting to redo one its worker dies in."""
+    that moves on to another grid, or a job array's job), instead of waiting to redo one its worker dies in.
+    ``time_limit`` (seconds from now: a job's wall-time limit): start no cell that the estimate from finished
+    cells of its kind says would not finish in the time left (a cell of a kind not yet timed is started), and
+    wait for no busy one; a cell killed at the limit would lose its unfinished stages' work."""
     from tqdm.auto import tqdm
 
     # no run kwargs: the embedded default on CPU, as status() reads it
@@ -225,6 +235,7 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
         (sd / sub).mkdir(parents=True, exist_ok=True)
     outcome, estimate = Outcome(), Estimate()
     started = _now_on(sd)  # the file system's clock: failure records of other workers are stamped by it
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     todo = []
     for c in cells:
         if status(c, out, run_kwargs) == "done":
@@ -239,6 +250,9 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
     bar.set_postfix_str(_hms(estimate.left(todo)))
 
     def attempt(cell: Cell, wait: bool) -> bool:
+        if deadline is not None and (est := estimate.of(cell)) is not None and time.monotonic() + est > deadline:
+            outcome.not_started.append(cell.id)
+            return True
         with claim(cell, out, wait, run_kwargs) as mine:
             if not mine:
                 return False
@@ -274,7 +288,7 @@ def run_suite(cells: list[Cell], out: str | Path, run_kwargs: dict | None = None
         bar.update(0 if cell in busy else 1)
         bar.set_postfix_str(_hms(estimate.left([c for c in todo[k + 1:]])))
     for cell in busy:  # wait for the other worker; redo the cell only if it did not finish it
-        if wait:
+        if wait and deadline is None:
             attempt(cell, wait=True)
         elif not attempt(cell, wait=False):  # still busy: its worker has it
             outcome.left.append(cell.id)
