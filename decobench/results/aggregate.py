@@ -61,10 +61,10 @@ def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, floa
     return mean, mean - half, mean + half
 
 
-def is_error(name: str, spec: dict) -> bool:
+def is_error(name: str, direction: str, chance: float | None) -> bool:
     """A utility error with a chance level (DPLH's landmark and pose heads: the error of a constant prediction),
     not an attack: lower is better, and it is no better than guessing unless its whole CI lies below chance."""
-    return not name.startswith("privacy_") and spec["direction"] == "lower_is_better" and spec["chance"] is not None
+    return not name.startswith("privacy_") and direction == "lower_is_better" and chance is not None
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Cell:
         half = 0.0 if lo is None else (hi - lo) / 2  # seeds and test examples both vary the figure: their widths
         bottom = mean - float(np.hypot(half, low))  # add in quadrature, each side by its own (a rate near 0 has a
         top = mean + float(np.hypot(half, up))      # short lower side); one seed: the attack's own CI
-        if is_error(name, base):  # a head's error: no better than a constant prediction unless wholly below it
+        if is_error(name, base["direction"], base["chance"]):  # a head's error: no better than a constant prediction unless wholly below it
             includes = top >= base["chance"]
         elif lo is not None:
             includes = any(bottom <= r <= top for r in refs)

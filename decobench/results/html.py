@@ -128,7 +128,7 @@ def _tip(cell: Cell, seeds: list[int]) -> str:
         parts.append(f"chance {ref(k * cell.chance)}")
     if cell.majority is not None:
         parts.append(f"majority {ref(k * cell.majority)}")
-    if cell.includes_chance and is_error(cell.metric, {"direction": cell.direction, "chance": cell.chance}):
+    if cell.includes_chance and is_error(cell.metric, cell.direction, cell.chance):
         parts.append("the CI (seeds, widened by examples) reaches chance, the error of a constant prediction")
     elif cell.includes_chance:
         parts.append("the CI (seeds, widened by examples) holds chance or the majority rate")
