@@ -102,7 +102,7 @@ class Cell:
         half = 0.0 if lo is None else (hi - lo) / 2  # seeds and test examples both vary the figure: their widths
         bottom = mean - float(np.hypot(half, low))  # add in quadrature, each side by its own (a rate near 0 has a
         top = mean + float(np.hypot(half, up))      # short lower side); one seed: the attack's own CI
-        if is_error(name, base["direction"], base["chance"]):  # a head's error: no better than a constant prediction unless wholly below it
+        if is_error(name, base["direction"], base["chance"]):  # no better than a constant prediction unless below it
             includes = top >= base["chance"]
         elif lo is not None:
             includes = any(bottom <= r <= top for r in refs)
