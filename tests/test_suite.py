@@ -209,16 +209,21 @@ def test_time_limit_starts_no_cell_the_finished_ones_say_would_not_end_in_time(t
 
 
 def test_the_estimate_times_a_cell_by_its_setup_and_regime_before_its_method():
-    """A setup-C cell trains on and scores two worlds: its estimate comes from C cells, not from A's."""
+    """A setup-C cell trains on and scores two worlds: its estimate comes from C cells, not from A's; a
+    method not yet timed on C takes the other methods' C time, not its own (cheaper) A and B times."""
     from decobench.suite.run import Estimate
 
-    cells = [c for c in load_grid("embedded") if c.track == "data" and c.method == "baseline" and c.regime == "G"]
+    grid = [c for c in load_grid("embedded") if c.track == "data" and c.regime == "G"]
+    cells = [c for c in grid if c.method == "baseline"]
     a, c = next(x for x in cells if x.setup == "A"), next(x for x in cells if x.setup == "C")
     b = next(x for x in cells if x.setup == "B")
     est = Estimate()
     est.add(a, 1000.0)
     est.add(c, 2000.0)
     assert est.of(c) == 2000.0 and est.of(a) == 1000.0 and est.of(b) == 1500.0  # B untimed: the method's mean
+    other = [x for x in grid if x.method == "ce_mask"]
+    est.add(next(x for x in other if x.setup == "A"), 600.0)
+    assert est.of(next(x for x in other if x.setup == "C")) == 2000.0  # C's time, not ce_mask's 600 on A
 
 
 WORKER = """

@@ -148,15 +148,16 @@ def claim(cell: Cell, out: str | Path, wait: bool, run_kwargs: dict | None = Non
 @dataclass
 class Estimate:
     """Seconds per cell from finished cells (their result.json's total time), by track, method, setup and
-    regime (a setup-C cell trains on and scores two worlds), then by track and method, then by track, then
-    overall: the suite's ETA sums it over the cells left."""
+    regime, then by track, setup and regime (a setup-C cell trains on and scores two worlds; a B or V+G cell
+    reuses a LoRA: the setup says more about a cell's cost than the method), then by track and method, then by
+    track, then overall: the suite's ETA sums it over the cells left."""
 
     seconds: dict[tuple, list[float]] = field(default_factory=dict)
 
     @staticmethod
     def _keys(cell: Cell) -> tuple[tuple, ...]:
         t = (cell.track, cell.profile)
-        return (t + (cell.method, cell.setup, cell.regime), t + (cell.method,), t, ())
+        return (t + (cell.method, cell.setup, cell.regime), t + (cell.setup, cell.regime), t + (cell.method,), t, ())
 
     def add(self, cell: Cell, s: float) -> None:
         for key in self._keys(cell):
